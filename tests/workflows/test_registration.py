@@ -1,0 +1,239 @@
+"""The same-day registration state machine, driven without Qt, devices or network."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from workflows.journal import Journal
+from workflows.registration import SameDayRegistration, Timeouts
+
+from .fakes import FakeBackend, FakeCard, RecordingPrinter
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def env(tmp_path):
+    journal = Journal(tmp_path / "journal.db")
+    backend = FakeBackend(journal)
+    printer = RecordingPrinter()
+    views = []
+    clock = Clock()
+    wf = SameDayRegistration(backend, printer, journal, views.append, "KIOSK-T01",
+                             Timeouts(poll_interval=1.0), clock=clock)
+    return wf, backend, printer, views, journal, clock
+
+
+def walk_to_payment(wf, backend, slot_id=101):
+    wf.handle("start")
+    wf.handle("card_read", card=FakeCard())
+    assert wf.state == "choosing_department"
+    wf.handle("pick_department", code="NK")
+    wf.handle("pick_doctor", code="D01")
+    wf.handle("pick_slot", slot_id=slot_id)
+    assert wf.state == "confirming"
+    wf.handle("confirm")
+
+
+def test_full_visit_prints_slip_and_returns_home_wiped(env):
+    wf, backend, printer, views, journal, clock = env
+    walk_to_payment(wf, backend)
+    assert wf.state == "awaiting_payment"
+    assert views[-1].screen == "payment"
+    assert views[-1].data["order"]["payment"]["code_url"].startswith("weixin://")
+    assert views[-1].can_cancel  # nothing is paid yet: cancel closes the order through the server
+    order_no = wf.visit.order["order_no"]
+
+    clock.t += 0.5
+    wf.tick()  # too early to poll
+    assert wf.state == "awaiting_payment"
+    backend.phone_pays(order_no)
+    clock.t += 1.0
+    wf.tick()
+    assert wf.state == "done"
+    assert views[-1].screen == "done" and views[-1].data["order"]["registration"]["queue_no"] == 7
+    assert len(printer.documents) == 1
+    texts = [getattr(b, "text", "") for b in printer.documents[0]]
+    assert any("李*英" in t for t in texts) and not any("李秀英" in t for t in texts)
+    assert any(getattr(b, "data", None) == f"V{order_no}" for b in printer.documents[0])
+
+    clock.t += Timeouts().done + 1
+    wf.tick()
+    assert wf.state == "home"
+    assert wf.visit.patient is None and wf.visit.order is None
+    assert views[-1].screen == "home" and views[-1].patient == ""
+
+
+def test_every_transition_is_journaled_before_its_side_effect(env):
+    wf, backend, printer, views, journal, clock = env
+    walk_to_payment(wf, backend)
+    calls = {name: (args, last) for name, args, last in backend.calls}
+    args, last = calls["create_registration"]
+    assert last["dest"] == "creating_order" and last["data"]["order_key"] == args[2]
+    args, last = calls["pay"]
+    assert last["dest"] == "awaiting_payment" and last["data"]["pay_key"] == args[2]
+    assert last["data"]["order_no"] == args[0]
+    # identifiers only: nothing from the card reaches the journal
+    dump = json.dumps(journal.entries(), ensure_ascii=False)
+    assert "李秀英" not in dump and FakeCard.id_number not in dump
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 3, 4])
+def test_cancel_before_payment_goes_home_and_creates_nothing(env, steps):
+    wf, backend, printer, views, journal, clock = env
+    intents = [("start", {}), ("card_read", {"card": FakeCard()}), ("pick_department", {"code": "NK"}),
+               ("pick_doctor", {"code": "D01"}), ("pick_slot", {"slot_id": 101})]
+    for intent, kw in intents[:steps + 1]:
+        wf.handle(intent, **kw)
+    assert views[-1].can_cancel
+    wf.handle("cancel")
+    assert wf.state == "home" and wf.visit.patient is None
+    assert not backend.orders
+
+
+@pytest.mark.parametrize("steps", [0, 2, 3, 4])
+def test_idle_timeout_before_payment_wipes_the_session(env, steps):
+    wf, backend, printer, views, journal, clock = env
+    intents = [("start", {}), ("card_read", {"card": FakeCard()}), ("pick_department", {"code": "NK"}),
+               ("pick_doctor", {"code": "D01"}), ("pick_slot", {"slot_id": 101})]
+    for intent, kw in intents[:steps + 1]:
+        wf.handle(intent, **kw)
+    clock.t += 30
+    wf.tick()
+    assert wf.state != "home"  # not idle long enough yet
+    clock.t += 100
+    wf.tick()
+    assert wf.state == "home" and wf.visit.patient is None
+    assert views[-1].screen == "home"
+
+
+def test_slot_taken_meanwhile_shows_message_and_fresh_list(env):
+    wf, backend, printer, views, journal, clock = env
+    wf.handle("start")
+    wf.handle("card_read", card=FakeCard())
+    wf.handle("pick_department", code="NK")
+    wf.handle("pick_doctor", code="D01")
+    backend.slots[101]["booked"] = 1  # someone else took the last place of 14:00
+    wf.handle("pick_slot", slot_id=101)
+    wf.handle("confirm")
+    assert wf.state == "choosing_slot"
+    view = views[-1]
+    assert view.screen == "slots" and "已被他人挂走" in view.message
+    assert [s["slot_id"] for s in view.data["slots"]] == [102]
+    wf.handle("pick_slot", slot_id=102)
+    wf.handle("confirm")
+    assert wf.state == "awaiting_payment"
+
+
+def test_invalid_pick_is_ignored(env):
+    wf, backend, printer, views, journal, clock = env
+    wf.handle("start")
+    wf.handle("card_read", card=FakeCard())
+    wf.handle("pick_department", code="NOPE")
+    assert wf.state == "choosing_department"
+    wf.handle("confirm")  # not valid here: ignored
+    assert wf.state == "choosing_department"
+
+
+def test_unknown_patient_gets_a_clear_message(env):
+    wf, backend, printer, views, journal, clock = env
+    wf.handle("start")
+    wf.handle("card_read", card=FakeCard(id_number="110101199001011237"))
+    assert wf.state == "failed" and views[-1].screen == "error"
+    assert "建档" in views[-1].message
+
+
+def test_server_unreachable_gives_a_clear_message(env):
+    wf, backend, printer, views, journal, clock = env
+    backend.offline.add("identify_by_id_card")
+    wf.handle("start")
+    wf.handle("card_read", card=FakeCard())
+    assert views[-1].screen == "error" and "网络" in views[-1].message
+
+
+def test_cancel_on_payment_screen_closes_the_order(env):
+    wf, backend, printer, views, journal, clock = env
+    walk_to_payment(wf, backend)
+    wf.handle("cancel")
+    assert wf.state == "home"
+    assert all(o["status"] == "CLOSED" for o in backend.orders.values())
+
+
+def test_payment_that_arrived_before_cancel_is_honoured(env):
+    wf, backend, printer, views, journal, clock = env
+    walk_to_payment(wf, backend)
+    backend.phone_pays(wf.visit.order["order_no"])
+    wf.handle("cancel")
+    assert wf.state == "done" and len(printer.documents) == 1
+
+
+def test_cancel_while_server_unreachable_keeps_trying(env):
+    wf, backend, printer, views, journal, clock = env
+    walk_to_payment(wf, backend)
+    backend.offline.add("cancel")
+    wf.handle("cancel")
+    assert wf.state == "cancelling"
+    clock.t += 5
+    wf.tick()
+    assert wf.state == "cancelling"  # never walks away from an order it could not close
+    backend.offline.clear()
+    clock.t += 5
+    wf.tick()
+    assert wf.state == "home"
+
+
+def test_idle_on_payment_screen_closes_the_order(env):
+    wf, backend, printer, views, journal, clock = env
+    walk_to_payment(wf, backend)
+    clock.t += Timeouts().awaiting_payment + 1
+    wf.tick()
+    assert wf.state in ("cancelling", "home")
+    clock.t += 5
+    wf.tick()
+    assert wf.state == "home" and all(o["status"] == "CLOSED" for o in backend.orders.values())
+
+
+def test_refunded_order_says_money_goes_back(env):
+    wf, backend, printer, views, journal, clock = env
+    walk_to_payment(wf, backend)
+    backend.orders[wf.visit.order["order_no"]]["status"] = "REFUNDED"
+    clock.t += 2
+    wf.tick()
+    assert views[-1].screen == "error" and "退回" in views[-1].message
+
+
+def test_paid_but_unconfirmed_tells_patient_not_to_pay_again(env):
+    wf, backend, printer, views, journal, clock = env
+    walk_to_payment(wf, backend)
+    backend.phone_pays(wf.visit.order["order_no"], fulfil=False)
+    clock.t += 2
+    wf.tick()
+    assert wf.state == "fulfilling"
+    clock.t += Timeouts().fulfilment + 5
+    wf.tick()
+    assert views[-1].screen == "error" and "无需重复支付" in views[-1].message
+
+
+def test_printer_failure_keeps_the_registration(env):
+    wf, backend, printer, views, journal, clock = env
+    printer.fail = True
+    walk_to_payment(wf, backend)
+    backend.phone_pays(wf.visit.order["order_no"])
+    clock.t += 2
+    wf.tick()
+    assert wf.state == "done" and views[-1].data["print_failed"] is True
+
+
+def test_workflows_do_not_import_qt():
+    code = "import sys, workflows.registration, workflows.runner; " \
+           "sys.exit(1 if any(m.startswith('PySide6') for m in sys.modules) else 0)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

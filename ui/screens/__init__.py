@@ -1,0 +1,1 @@
+"""One module per screen family. Each screen draws a workflows.view.View and sends intents back."""

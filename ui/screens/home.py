@@ -1,0 +1,43 @@
+"""The home screen: every service as a large tile. Services not built yet say so instead of pretending."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGridLayout
+
+from ui import theme
+from ui.screens.base import Screen, Send
+from ui.widgets import Tile, label, title_block
+from workflows.view import View
+
+SERVICES = [
+    # (intent or None, Chinese, English)
+    ("start", "当日挂号", "Same-day registration"),
+    (None, "预约挂号", "Appointments"),
+    (None, "取号报到", "Check-in"),
+    (None, "门诊缴费", "Outpatient payment"),
+    (None, "报告打印", "Print reports"),
+    (None, "住院服务", "Inpatient services"),
+]
+
+
+class HomeScreen(Screen):
+    def __init__(self, send: Send):
+        super().__init__(send)
+        self.body.addWidget(title_block("欢迎使用自助服务，请选择业务", "Welcome. Please choose a service."))
+        grid = QGridLayout()
+        grid.setSpacing(28)
+        for i, (intent, zh, en) in enumerate(SERVICES):
+            lines = [(zh, 48, True), (en, 24, False)]
+            if intent is None:
+                lines.append(("暂未开放  Coming soon", 22, False))
+            tile = Tile(lines, enabled=intent is not None, colors=(theme.PRIMARY, "white"), min_height=240)
+            if intent:
+                tile.clicked.connect(self.intent(intent))
+            grid.addWidget(tile, i // 3, i % 3)
+        self.body.addLayout(grid, 1)
+        self.body.addWidget(label("请携带身份证办理。如需帮助，请咨询导诊台工作人员。  "
+                                  "Please have your ID card ready. Staff at the help desk can assist you.",
+                                  22, color=theme.MUTED, align=Qt.AlignmentFlag.AlignCenter))
+
+    def render(self, view: View) -> None:
+        pass

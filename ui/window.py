@@ -1,0 +1,129 @@
+"""The kiosk window: header, patient bar, the current screen, and the Back / Cancel footer.
+
+It draws whatever View the workflow publishes and turns taps into intents; it never calls a device or the
+network itself.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QStackedWidget, QVBoxLayout, QWidget
+
+from ui import theme
+from ui.screens.base import Screen, Send
+from ui.screens.card import InsertCardScreen
+from ui.screens.choose import DepartmentsScreen, DoctorsScreen, SlotsScreen
+from ui.screens.confirm import ConfirmScreen
+from ui.screens.home import HomeScreen
+from ui.screens.payment import PaymentScreen
+from ui.screens.result import BusyScreen, DoneScreen, ErrorScreen
+from ui.widgets import button, label
+from workflows.view import View
+
+SCREENS: dict[str, type[Screen]] = {
+    "home": HomeScreen, "insert_card": InsertCardScreen, "departments": DepartmentsScreen,
+    "doctors": DoctorsScreen, "slots": SlotsScreen, "confirm": ConfirmScreen, "payment": PaymentScreen,
+    "busy": BusyScreen, "done": DoneScreen, "error": ErrorScreen,
+}
+WEEKDAYS = "一二三四五六日"
+
+
+class ViewBridge(QObject):
+    """Carries views from the workflow thread to the Qt thread (a queued signal across threads)."""
+
+    changed = Signal(object)
+
+    def publish(self, view: View) -> None:
+        self.changed.emit(view)
+
+
+class KioskWindow(QWidget):
+    def __init__(self, send: Send, hospital_name: str, terminal_id: str = ""):
+        super().__init__()
+        self.send = send
+        self.view = View("home")
+        self.setObjectName("Root")
+        self.setStyleSheet(theme.STYLESHEET)
+        self.setWindowTitle(hospital_name)
+        self.resize(theme.SCREEN_W, theme.SCREEN_H)
+        root = QVBoxLayout(self)
+        root.setContentsMargins(0, 0, 0, 0)
+        root.setSpacing(0)
+
+        header = QFrame()
+        header.setObjectName("Header")
+        header.setFixedHeight(110)
+        hl = QHBoxLayout(header)
+        hl.setContentsMargins(48, 0, 48, 0)
+        hl.addWidget(label(hospital_name, 44, True, "white"))
+        hl.addWidget(label("  自助服务终端  Self-service", 24, color="white"))
+        hl.addStretch(1)
+        self.clock = label("", 30, color="white", align=Qt.AlignmentFlag.AlignRight)
+        hl.addWidget(self.clock)
+        root.addWidget(header)
+
+        self.patient_bar = QFrame()
+        self.patient_bar.setObjectName("PatientBar")
+        self.patient_bar.setFixedHeight(70)
+        pl = QHBoxLayout(self.patient_bar)
+        pl.setContentsMargins(48, 0, 48, 0)
+        pl.addWidget(label("就诊人", 26, color=theme.MUTED))
+        self.patient = label("", 32, True)
+        pl.addWidget(self.patient)
+        pl.addStretch(1)
+        self.countdown = label("", 26, color=theme.MUTED)
+        pl.addWidget(self.countdown)
+        root.addWidget(self.patient_bar)
+
+        self.stack = QStackedWidget()
+        self.screens: dict[str, Screen] = {}
+        for name, cls in SCREENS.items():
+            screen = cls(self._send)
+            self.screens[name] = screen
+            self.stack.addWidget(screen)
+        root.addWidget(self.stack, 1)
+
+        footer = QFrame()
+        footer.setObjectName("Footer")
+        fl = QHBoxLayout(footer)
+        fl.setContentsMargins(48, 8, 48, 16)
+        self.back_btn = button("‹ 上一步  Back", on_click=lambda: self._send("back"), min_width=320)
+        self.cancel_btn = button("取消  Cancel", "danger", lambda: self._send("cancel"), 320)
+        fl.addWidget(self.back_btn)
+        fl.addStretch(1)
+        self.terminal = label(terminal_id, 18, color=theme.MUTED)
+        fl.addWidget(self.terminal)
+        fl.addStretch(1)
+        fl.addWidget(self.cancel_btn)
+        root.addWidget(footer)
+
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self._tick)
+        self._timer.start(500)
+        self.render(self.view)
+
+    def _send(self, intent: str, **kwargs) -> None:
+        self.send(intent, **kwargs)
+
+    def render(self, view: View) -> None:
+        self.view = view
+        screen = self.screens.get(view.screen, self.screens["error"])
+        screen.render(view)
+        self.stack.setCurrentWidget(screen)
+        self.patient_bar.setVisible(bool(view.patient))
+        self.patient.setText(view.patient)
+        self.back_btn.setVisible(view.can_back)
+        self.cancel_btn.setVisible(view.can_cancel)
+        self.cancel_btn.setText("取消支付  Cancel payment" if view.screen == "payment" else "取消  Cancel")
+        self._tick()
+
+    def _tick(self) -> None:
+        now = datetime.now()
+        self.clock.setText(f"{now:%Y年%m月%d日} 星期{WEEKDAYS[now.weekday()]}  {now:%H:%M}")
+        if self.view.deadline is not None and self.view.screen not in ("payment",):
+            left = max(0, int(self.view.deadline - time.monotonic()))
+            self.countdown.setText(f"{left} 秒后自动返回首页" if left <= 30 else "")
+        else:
+            self.countdown.setText("")
