@@ -1,0 +1,1 @@
+"""Per-terminal fleet agent (not built yet; see README.md)."""

@@ -1,0 +1,1 @@
+"""The terminal application: configuration, wiring of workflows to drivers, UI and the central server."""

@@ -1,0 +1,1 @@
+"""Durable outbox for the kiosk (not built yet; see README.md)."""

@@ -1,0 +1,86 @@
+"""Composition root: builds the terminal from its configuration and runs it.
+
+Threads: the Qt thread draws; one workflow thread owns the visit (workflows.runner); one thread owns the
+ID-card reader (drivers.idcard.reader.IdCardPoller). They meet only through the runner's event queue and
+the ViewBridge signal.
+"""
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QEvent, QObject
+from PySide6.QtWidgets import QApplication
+
+from drivers.idcard.reader import IdCardPoller
+from kiosk_app.backend_client import HttpBackend
+from kiosk_app.config import KioskConfig
+from kiosk_app.devices import make_device
+from ui.window import KioskWindow, ViewBridge
+from workflows.backend import BackendError, BackendUnavailable
+from workflows.journal import Journal
+from workflows.registration import SameDayRegistration, Timeouts
+from workflows.runner import WorkflowRunner
+
+log = logging.getLogger(__name__)
+
+
+class ActivityFilter(QObject):
+    """Any touch keeps the visit alive: the idle timeout counts from the patient's last touch."""
+
+    TOUCHES = {QEvent.Type.MouseButtonPress, QEvent.Type.TouchBegin, QEvent.Type.KeyPress}
+
+    def __init__(self, runner: WorkflowRunner):
+        super().__init__()
+        self.runner = runner
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if event.type() in self.TOUCHES and obj.isWidgetType():
+            self.runner.post("activity")
+        return False
+
+
+class Kiosk:
+    def __init__(self, config: KioskConfig, app: QApplication, timeouts: Timeouts | None = None):
+        self.config = config
+        self.app = app
+        self.backend = HttpBackend(config.credentials)
+        self.journal = Journal(config.data_dir / "journal.db")
+        self.printer = make_device("receipt_printer", config.devices)
+        self.reader = make_device("id_card", config.devices)
+        self.bridge = ViewBridge()
+        terminal_id = config.credentials.terminal_id
+        if timeouts is None:
+            timeouts = Timeouts(choosing=config.idle_seconds)
+        self.workflow = SameDayRegistration(self.backend, self.printer, self.journal, self.bridge.publish,
+                                            terminal_id, timeouts)
+        self.runner = WorkflowRunner(self.workflow)
+        self.poller = IdCardPoller(self.reader, on_card=lambda card: self.runner.post("card_read", card=card),
+                                   on_error=lambda exc: log.warning("ID-card reader: %s", exc))
+        self.window = KioskWindow(self.runner.post, self._hospital_name(), terminal_id)
+        self.bridge.changed.connect(self.window.render)
+        self.activity = ActivityFilter(self.runner)
+        app.installEventFilter(self.activity)
+
+    def _hospital_name(self) -> str:
+        try:
+            return self.backend.hospital()["name"]
+        except (BackendError, BackendUnavailable, KeyError) as exc:
+            log.warning("hospital name not available from the server (%s); using the configured one", exc)
+            return self.config.hospital_name
+
+    def start(self, show: bool = True) -> None:
+        self.runner.start()
+        self.poller.start()
+        if show:
+            if self.config.fullscreen:
+                self.window.showFullScreen()
+            else:
+                self.window.show()
+
+    def stop(self) -> None:
+        self.poller.stop()
+        self.runner.stop()
+        self.backend.close()
+        self.journal.close()
+        self.app.removeEventFilter(self.activity)
+        self.window.close()

@@ -1,0 +1,88 @@
+"""`kiosk`: the terminal application.
+
+    kiosk run --config kiosk.toml            the terminal, fullscreen, on its configured devices
+    kiosk run --simulated [--windowed]       on simulated devices, against a local kiosk-central
+    kiosk demo --headless --out DIR          one scripted visit, screens and receipt written to DIR
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kiosk", description="Hospital self-service kiosk")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the terminal")
+    run.add_argument("--config", type=Path, help="terminal configuration (TOML)")
+    run.add_argument("--simulated", action="store_true",
+                     help="start simulated devices and a simulator panel (no hardware needed)")
+    run.add_argument("--windowed", action="store_true", help="a window instead of fullscreen")
+    run.add_argument("--credentials", type=Path, default=Path("var/kiosk/credentials.json"),
+                     help="with --simulated and no --config: credentials from kiosk-central provision-terminal")
+    demo = sub.add_parser("demo", help="walk one scripted visit and save every screen")
+    demo.add_argument("--headless", action="store_true", help="render offscreen (no display needed)")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="where screens and receipt go")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if args.command == "demo":
+        if args.headless:
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        from kiosk_app.demo import run_demo
+        return run_demo(args.out)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from PySide6.QtWidgets import QApplication
+
+    from kiosk_app.app import Kiosk
+    from kiosk_app.config import Credentials, KioskConfig
+
+    if args.config:
+        config = KioskConfig.load(args.config)
+    elif args.simulated:
+        config = KioskConfig(credentials=Credentials.load(args.credentials), data_dir=Path("var/kiosk"))
+    else:
+        print("kiosk run: give --config FILE, or --simulated", file=sys.stderr)
+        return 2
+    if args.windowed:
+        config.fullscreen = False
+    app = QApplication(sys.argv[:1])
+    sims = None
+    if args.simulated:
+        from kiosk_app.simulated import SimulatedDevices
+        sims = SimulatedDevices(Path(tempfile.mkdtemp(prefix="kiosk-devices-")))
+        config.devices = sims.start()
+    kiosk = Kiosk(config, app)
+    kiosk.start()
+    panel = None
+    if sims:
+        import httpx
+
+        from central.his.seed import DEMO_PATIENT
+        from kiosk_app.sim_panel import SimulatorPanel
+
+        def pay(code_url: str) -> None:
+            httpx.post(config.credentials.server_url + "/sandbox/wechatpay/simulate/pay",
+                       json={"code_url": code_url}, timeout=10).raise_for_status()
+
+        panel = SimulatorPanel(sims, DEMO_PATIENT, kiosk.window, pay)
+        panel.show()
+    try:
+        return app.exec()
+    finally:
+        kiosk.stop()
+        if panel:
+            panel.close()
+        if sims:
+            sims.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Terminal configuration: which server, which credentials, which driver for each device.
+
+Read from a TOML file (installer/kiosk.example.toml shows every key). The terminal secret lives in a
+separate credentials file written by `kiosk-central provision-terminal`, so configs can be shared and
+versioned without leaking it.
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Credentials:
+    terminal_id: str
+    secret: str
+    server_url: str
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"Credentials(terminal_id={self.terminal_id!r}, server_url={self.server_url!r})"
+
+    @classmethod
+    def load(cls, path: Path) -> "Credentials":
+        data = json.loads(Path(path).read_text())
+        return cls(data["terminal_id"], data["secret"], data["server_url"])
+
+
+@dataclass
+class KioskConfig:
+    credentials: Credentials
+    data_dir: Path
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hospital_name: str = "自助服务"  # shown until the server tells the real name
+    fullscreen: bool = True
+    idle_seconds: float = 90.0
+
+    @classmethod
+    def load(cls, path: Path) -> "KioskConfig":
+        path = Path(path)
+        raw = tomllib.loads(path.read_text())
+        base = path.parent
+        creds = Credentials.load(base / raw["credentials"])
+        if raw.get("server_url"):
+            creds.server_url = raw["server_url"]
+        return cls(credentials=creds, data_dir=base / raw.get("data_dir", "var/kiosk"),
+                   devices=raw.get("devices", {}), hospital_name=raw.get("hospital_name", cls.hospital_name),
+                   fullscreen=raw.get("fullscreen", True), idle_seconds=float(raw.get("idle_seconds", 90)))

@@ -1,0 +1,44 @@
+"""Device selection by configuration: `[devices.<role>]` names a driver and its parameters.
+
+Only the drivers the registration visit needs exist so far; an unknown driver name is a configuration
+error reported at start-up, not a crash in the middle of a visit.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from drivers.idcard.reader import SerialIdCardReader
+from drivers.receipt.printer import NetworkReceiptPrinter
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _serial_id_card(p: dict[str, Any]) -> SerialIdCardReader:
+    return SerialIdCardReader(p["port"], baudrate=int(p.get("baudrate", 115200)))
+
+
+def _network_printer(p: dict[str, Any]) -> NetworkReceiptPrinter:
+    return NetworkReceiptPrinter(p["host"], int(p.get("port", 9100)))
+
+
+FACTORIES: dict[str, dict[str, Callable[[dict[str, Any]], Any]]] = {
+    "id_card": {"serial": _serial_id_card},
+    "receipt_printer": {"network": _network_printer},
+}
+
+
+def make_device(role: str, devices: dict[str, dict[str, Any]]) -> Any:
+    params = devices.get(role)
+    if params is None:
+        raise ConfigError(f"no [devices.{role}] section in the terminal configuration")
+    driver = params.get("driver", "")
+    factory = FACTORIES.get(role, {}).get(driver)
+    if factory is None:
+        known = ", ".join(FACTORIES.get(role, {})) or "none"
+        raise ConfigError(f"[devices.{role}] driver {driver!r} is unknown (known: {known})")
+    try:
+        return factory(params)
+    except KeyError as exc:
+        raise ConfigError(f"[devices.{role}] is missing {exc.args[0]!r}") from exc

@@ -1,0 +1,66 @@
+"""Drive the real kiosk window the way a finger does: find a tile or button by its text and click it.
+
+Used by the headless demo and the end-to-end tests, so both go through the same widgets a patient touches.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QWidget
+
+from ui.widgets import Tile
+from ui.window import KioskWindow
+
+
+class ScriptError(Exception):
+    pass
+
+
+def wait_until(app: QApplication, condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        app.processEvents()
+        if condition():
+            return
+        time.sleep(0.02)
+    raise ScriptError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def wait_for_screen(app: QApplication, window: KioskWindow, screen: str, timeout: float = 20.0) -> None:
+    wait_until(app, lambda: window.view.screen == screen, timeout, f"the {screen!r} screen "
+               f"(showing {window.view.screen!r}: {window.view.message})")
+    app.processEvents()
+
+
+def visible_tiles(window: KioskWindow) -> list[tuple[Tile, str]]:
+    screen = window.stack.currentWidget()
+    tiles = []
+    for tile in screen.findChildren(Tile):
+        if tile.isVisible() and tile.isEnabled():
+            text = " ".join(lbl.text() for lbl in tile.findChildren(QLabel))
+            tiles.append((tile, text))
+    return tiles
+
+
+def click(widget: QWidget) -> None:
+    QTest.mouseClick(widget, Qt.MouseButton.LeftButton)
+
+
+def click_tile(window: KioskWindow, contains: str = "") -> str:
+    """Click the first enabled tile whose text contains `contains`; return its text."""
+    for tile, text in visible_tiles(window):
+        if contains in text:
+            click(tile)
+            return text
+    raise ScriptError(f"no enabled tile with {contains!r} on {window.view.screen!r}")
+
+
+def click_button(window: KioskWindow, contains: str) -> None:
+    for btn in window.findChildren(QPushButton):
+        if btn.isVisible() and btn.isEnabled() and contains in btn.text():
+            click(btn)
+            return
+    raise ScriptError(f"no button with {contains!r} on {window.view.screen!r}")

@@ -1,0 +1,53 @@
+"""Simulated devices for a machine with no hardware: the real drivers talk to these over the real wire
+protocols (a serial pseudo-terminal pair for the ID-card reader, TCP for the receipt printer)."""
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from drivers.idcard.protocol import IdentityCard
+from drivers.idcard.simulator import IdCardReaderSimulator
+from drivers.receipt.simulator import PrinterListener
+from drivers.serial_pair import SerialPair
+
+
+class SimulatedDevices:
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.serial: SerialPair | None = None
+        self.id_card: IdCardReaderSimulator | None = None
+        self.printer: PrinterListener | None = None
+
+    def start(self) -> dict[str, dict[str, Any]]:
+        """Start every simulator and return the `devices` configuration that points the drivers at them."""
+        self.serial = SerialPair(self.workdir)
+        self.serial.__enter__()
+        self.id_card = IdCardReaderSimulator(self.serial.device_end)
+        self.id_card.start()
+        self.printer = PrinterListener()
+        self.printer.start()
+        return {
+            "id_card": {"driver": "serial", "port": str(self.serial.host_end)},
+            "receipt_printer": {"driver": "network", "host": "127.0.0.1", "port": self.printer.port},
+        }
+
+    def stop(self) -> None:
+        if self.id_card:
+            self.id_card.stop()
+        if self.printer:
+            self.printer.stop()
+        if self.serial:
+            self.serial.close()
+
+
+def card_for(person: dict[str, Any]) -> IdentityCard:
+    """An ID card carrying a (demo) patient's data, as the reader would return it."""
+    birth = person["birth"]
+    if isinstance(birth, str):
+        birth = date.fromisoformat(birth)
+    return IdentityCard(name=person["name"], gender=person["gender"], nation=person.get("nation", "汉"),
+                        birth=birth, address=person["address"], id_number=person["id_number"],
+                        authority=person.get("authority", "示范市公安局"), valid_from=date(2016, 5, 1),
+                        valid_to=None, photo=bytes(1024))
