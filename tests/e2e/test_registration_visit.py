@@ -1,0 +1,119 @@
+"""One full same-day registration through the real Qt app, a real kiosk-central process (reference HIS,
+WeChat Pay sandbox), the ID-card reader simulator on a serial pty pair and the TCP receipt printer."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from central.his.seed import DEMO_PATIENT
+from drivers.receipt.render import decode_qr_codes, printed_text
+from kiosk_app.app import Kiosk
+from kiosk_app.config import KioskConfig
+from kiosk_app.local_central import LocalCentral
+from kiosk_app.phone import qr_on_screen
+from kiosk_app.scripted import click_button, click_tile, wait_for_screen, wait_until
+from kiosk_app.simulated import SimulatedDevices, card_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def central(tmp_path_factory):
+    server = LocalCentral(tmp_path_factory.mktemp("central")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def kiosk(central, tmp_path, qapp):
+    sims = SimulatedDevices(tmp_path / "devices")
+    devices = sims.start()
+    config = KioskConfig(credentials=central.provision("KIOSK-E2E"), data_dir=tmp_path / "kiosk",
+                         devices=devices, fullscreen=False)
+    k = Kiosk(config, qapp)
+    k.window.resize(1920, 1080)
+    k.start(show=True)
+    yield k, sims
+    k.stop()
+    sims.stop()
+
+
+def api(central, kiosk_obj, path):
+    creds = kiosk_obj.config.credentials
+    resp = httpx.get(f"{central.url}/api/v1/kiosk{path}", auth=(creds.terminal_id, creds.secret), timeout=10)
+    resp.raise_for_status()
+    return resp.json()
+
+
+def walk_to_payment(app, k, sims):
+    wait_for_screen(app, k.window, "home")
+    click_tile(k.window, "当日挂号")
+    wait_for_screen(app, k.window, "insert_card")
+    sims.id_card.insert(card_for(DEMO_PATIENT))
+    wait_for_screen(app, k.window, "departments")
+    assert "李*英" in k.window.patient.text() and DEMO_PATIENT["name"] not in k.window.patient.text()
+    click_tile(k.window, "余号")
+    wait_for_screen(app, k.window, "doctors")
+    click_tile(k.window)
+    wait_for_screen(app, k.window, "slots")
+    click_tile(k.window)
+    wait_for_screen(app, k.window, "confirm")
+    click_button(k.window, "确认挂号并支付")
+    wait_for_screen(app, k.window, "payment")
+
+
+def test_full_visit_prints_the_visit_code_the_his_issued(central, kiosk, qapp):
+    k, sims = kiosk
+    walk_to_payment(qapp, k, sims)
+    code_url = qr_on_screen(k.window)
+    assert code_url.startswith("weixin://wxpay/bizpayurl")
+    order_no = k.window.view.data["order"]["order_no"]
+
+    central.pay_as_phone(code_url)
+    wait_until(qapp, lambda: k.window.view.screen in ("done", "error"), 60, "the result")
+    assert k.window.view.screen == "done", k.window.view.message
+
+    his_order = api(central, k, f"/orders/{order_no}")
+    assert his_order["status"] == "FULFILLED"
+    visit_code = his_order["registration"]["visit_code"]
+    receipt = sims.printer.wait_for_job(15)
+    assert decode_qr_codes(receipt) == [visit_code]
+    text = printed_text(receipt)
+    assert "李*英" in text and DEMO_PATIENT["name"] not in text
+    assert his_order["department"]["name"] in text and his_order["doctor"]["name"] in text
+    assert f"{his_order['registration']['queue_no']} 号" in text
+    assert receipt.rfind(b"\x1dV") > receipt.rfind(b"\x1dv0")  # cut after the QR code
+
+    click_button(k.window, "返回首页")
+    wait_for_screen(qapp, k.window, "home")
+    assert k.window.patient_bar.isHidden() and k.workflow.visit.patient is None
+
+
+def test_cancel_on_the_payment_screen_closes_the_order(central, kiosk, qapp):
+    k, sims = kiosk
+    walk_to_payment(qapp, k, sims)
+    code_url = qr_on_screen(k.window)
+    order_no = k.window.view.data["order"]["order_no"]
+    click_button(k.window, "取消支付")
+    wait_for_screen(qapp, k.window, "home")
+    assert api(central, k, f"/orders/{order_no}")["status"] == "CLOSED"
+    with pytest.raises(httpx.HTTPStatusError):
+        central.pay_as_phone(code_url)  # the closed trade can no longer be paid
+    assert not sims.printer.jobs
+
+
+def test_headless_demo_command(tmp_path):
+    out = tmp_path / "demo"
+    kiosk_bin = Path(sys.executable).with_name("kiosk")
+    result = subprocess.run([str(kiosk_bin), "demo", "--headless", "--out", str(out)], capture_output=True,
+                            text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = {p.name for p in out.iterdir()}
+    for screen in ("home", "insert_card", "departments", "doctors", "slots", "confirm", "payment", "done"):
+        assert any(n.endswith(f"-{screen}.png") for n in names), screen
+    assert {"receipt.bin", "receipt.png"} <= names
+    assert decode_qr_codes((out / "receipt.bin").read_bytes())

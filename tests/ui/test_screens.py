@@ -1,0 +1,88 @@
+"""Every screen fits a 1920×1080 lobby display with touch targets a finger can hit, in Chinese."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from PySide6.QtWidgets import QPushButton
+
+from ui import theme
+from ui.widgets import Tile
+from ui.window import KioskWindow
+from workflows.view import View
+
+PATIENT = "李*英  女  70岁"
+DEPTS = [{"code": f"D{i}", "name": n, "name_en": "Department", "remaining": i % 4}
+         for i, n in enumerate("心血管内科 呼吸内科 消化内科 神经内科 内分泌科 肾内科 血液科 风湿免疫科 普通外科 骨科 "
+                               "泌尿外科 神经外科 妇科 产科 儿科 眼科 耳鼻咽喉科 口腔科 皮肤科 中医科 急诊内科".split())]
+DOCTORS = [{"code": f"X{i}", "name": "王建国", "title": "主任医师", "fee_fen": 5000, "remaining": 2,
+            "specialty": "冠心病、高血压、心力衰竭的诊治与介入治疗"} for i in range(14)]
+SLOTS = [{"slot_id": i, "start": "08:00", "end": "08:30", "remaining": 2} for i in range(17)]
+ORDER = {"order_no": "R1", "amount_fen": 5000, "department": {"name": "心血管内科", "location": "门诊楼2层 B区"},
+         "doctor": {"name": "王建国", "title": "主任医师"}, "slot": {"date": "2026-11-23", "start": "14:00",
+                                                                  "end": "14:30"},
+         "payment": {"code_url": "weixin://wxpay/bizpayurl?pr=abc"},
+         "registration": {"queue_no": 12, "visit_code": "V1", "location": "门诊楼2层 B区 5诊室"}}
+VIEWS = [
+    View("home"), View("insert_card", can_cancel=True),
+    View("busy", {"text": "正在查询您的就诊信息…", "text_en": "Looking up"}, patient=PATIENT),
+    View("departments", {"departments": DEPTS}, patient=PATIENT, can_cancel=True, deadline=time.monotonic() + 9),
+    View("doctors", {"department": DEPTS[0], "doctors": DOCTORS}, patient=PATIENT, can_cancel=True, can_back=True),
+    View("slots", {"doctor": DOCTORS[0], "slots": SLOTS}, message="该时段号源已被他人挂走，请重新选择",
+         message_en="Taken", patient=PATIENT, can_cancel=True, can_back=True),
+    View("confirm", {"department": DEPTS[0], "doctor": DOCTORS[0], "slot": SLOTS[0], "date": "2026-11-23"},
+         patient=PATIENT, can_cancel=True, can_back=True),
+    View("payment", {"order": ORDER}, patient=PATIENT, can_cancel=True, deadline=time.monotonic() + 170),
+    View("done", {"order": ORDER, "print_failed": True}, patient=PATIENT),
+    View("error", message="网络连接中断，请稍后再试或到人工窗口办理", message_en="The network is unavailable."),
+]
+
+
+@pytest.fixture
+def window(qtbot):
+    sent = []
+    w = KioskWindow(lambda intent, **kw: sent.append((intent, kw)), "示范市人民医院", "KIOSK-001")
+    qtbot.addWidget(w)
+    w.resize(theme.SCREEN_W, theme.SCREEN_H)
+    w.show()
+    w.sent = sent
+    return w
+
+
+@pytest.mark.parametrize("view", VIEWS, ids=[v.screen for v in VIEWS])
+def test_screen_fits_and_targets_are_large(window, view, qtbot):
+    window.render(view)
+    qtbot.wait(10)
+    hint = window.minimumSizeHint()
+    assert hint.width() <= theme.SCREEN_W and hint.height() <= theme.SCREEN_H
+    assert window.size().toTuple() == (theme.SCREEN_W, theme.SCREEN_H)
+    for btn in window.findChildren(QPushButton):
+        if btn.isVisible():
+            assert btn.height() >= theme.TOUCH_MIN, btn.text()
+    for tile in window.findChildren(Tile):
+        if tile.isVisible():
+            assert tile.height() >= theme.TOUCH_MIN and tile.width() >= 200
+
+
+def test_tiles_send_intents(window, qtbot):
+    from kiosk_app.scripted import click_tile
+    window.render(VIEWS[3])
+    click_tile(window, "呼吸内科")
+    assert window.sent[-1] == ("pick_department", {"code": "D1"})
+    window.render(VIEWS[0])
+    click_tile(window, "当日挂号")
+    assert window.sent[-1] == ("start", {})
+
+
+def test_full_departments_are_not_clickable(window):
+    from kiosk_app.scripted import ScriptError, click_tile
+    window.render(VIEWS[3])
+    with pytest.raises(ScriptError):
+        click_tile(window, "心血管内科")  # remaining 0 → disabled
+
+
+def test_cancel_hidden_once_paid(window):
+    window.render(VIEWS[8])
+    assert not window.cancel_btn.isVisible()
+    window.render(VIEWS[7])
+    assert window.cancel_btn.isVisible() and "取消支付" in window.cancel_btn.text()
