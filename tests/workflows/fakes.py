@@ -21,7 +21,7 @@ class FakeBackend:
         self.journal = journal
         self.calls: list[tuple[str, tuple, Any]] = []  # (method, args, last journal entry at call time)
         self.offline: set[str] = set()  # methods that raise BackendUnavailable
-        self.slots = {101: {"slot_id": 101, "start": "14:00", "end": "14:30", "capacity": 1, "booked": 0},
+        self.slot_table = {101: {"slot_id": 101, "start": "14:00", "end": "14:30", "capacity": 1, "booked": 0},
                       102: {"slot_id": 102, "start": "14:30", "end": "15:00", "capacity": 2, "booked": 0}}
         self.orders: dict[str, dict[str, Any]] = {}
         self.keys: dict[str, str] = {}
@@ -54,7 +54,7 @@ class FakeBackend:
 
     def slots_list(self):
         return [{k: s[k] for k in ("slot_id", "start", "end")} | {"remaining": s["capacity"] - s["booked"]}
-                for s in self.slots.values() if s["booked"] < s["capacity"]]
+                for s in self.slot_table.values() if s["booked"] < s["capacity"]]
 
     def slots(self, department, doctor):
         self._call("slots", department, doctor)
@@ -64,7 +64,7 @@ class FakeBackend:
         self._call("create_registration", patient_id, slot_id, idempotency_key)
         if idempotency_key in self.keys:
             return dict(self.orders[self.keys[idempotency_key]])
-        slot = self.slots[int(slot_id)]
+        slot = self.slot_table[int(slot_id)]
         if slot["booked"] >= slot["capacity"]:
             raise BackendError("SLOT_TAKEN", "该时段号源已被他人挂走，请重新选择", "Slot taken",
                                {"slots": self.slots_list()})

@@ -122,7 +122,7 @@ def test_slot_taken_meanwhile_shows_message_and_fresh_list(env):
     wf.handle("card_read", card=FakeCard())
     wf.handle("pick_department", code="NK")
     wf.handle("pick_doctor", code="D01")
-    backend.slots[101]["booked"] = 1  # someone else took the last place of 14:00
+    backend.slot_table[101]["booked"] = 1  # someone else took the last place of 14:00
     wf.handle("pick_slot", slot_id=101)
     wf.handle("confirm")
     assert wf.state == "choosing_slot"
