@@ -7,6 +7,9 @@ the ViewBridge signal.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from functools import partial
+from zoneinfo import ZoneInfo
 
 from PySide6.QtCore import QEvent, QObject
 from PySide6.QtWidgets import QApplication
@@ -51,12 +54,13 @@ class Kiosk:
         terminal_id = config.credentials.terminal_id
         if timeouts is None:
             timeouts = Timeouts(choosing=config.idle_seconds)
+        now = partial(datetime.now, ZoneInfo(config.timezone))
         self.workflow = SameDayRegistration(self.backend, self.printer, self.journal, self.bridge.publish,
-                                            terminal_id, timeouts)
+                                            terminal_id, timeouts, now=now)
         self.runner = WorkflowRunner(self.workflow)
         self.poller = IdCardPoller(self.reader, on_card=lambda card: self.runner.post("card_read", card=card),
                                    on_error=lambda exc: log.warning("ID-card reader: %s", exc))
-        self.window = KioskWindow(self.runner.post, self._hospital_name(), terminal_id)
+        self.window = KioskWindow(self.runner.post, self._hospital_name(), terminal_id, now=now)
         self.bridge.changed.connect(self.window.render)
         self.activity = ActivityFilter(self.runner)
         app.installEventFilter(self.activity)

@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="where screens and receipt go")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("transitions", "httpx", "root"):  # one line per HTTP call or callback drowns the story
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
     if args.command == "demo":
         if args.headless:

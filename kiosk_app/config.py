@@ -36,6 +36,7 @@ class KioskConfig:
     hospital_name: str = "自助服务"  # shown until the server tells the real name
     fullscreen: bool = True
     idle_seconds: float = 90.0
+    timezone: str = "Asia/Shanghai"  # the hospital's clock, whatever the terminal's OS is set to
 
     @classmethod
     def load(cls, path: Path) -> "KioskConfig":
@@ -47,4 +48,5 @@ class KioskConfig:
             creds.server_url = raw["server_url"]
         return cls(credentials=creds, data_dir=base / raw.get("data_dir", "var/kiosk"),
                    devices=raw.get("devices", {}), hospital_name=raw.get("hospital_name", cls.hospital_name),
-                   fullscreen=raw.get("fullscreen", True), idle_seconds=float(raw.get("idle_seconds", 90)))
+                   fullscreen=raw.get("fullscreen", True), idle_seconds=float(raw.get("idle_seconds", 90)),
+                   timezone=raw.get("timezone", cls.timezone))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QStackedWidget, QVBoxLayout, QWidget
@@ -40,9 +41,11 @@ class ViewBridge(QObject):
 
 
 class KioskWindow(QWidget):
-    def __init__(self, send: Send, hospital_name: str, terminal_id: str = ""):
+    def __init__(self, send: Send, hospital_name: str, terminal_id: str = "",
+                 now: Callable[[], datetime] = datetime.now):
         super().__init__()
         self.send = send
+        self.now = now
         self.view = View("home")
         self.setObjectName("Root")
         self.setStyleSheet(theme.STYLESHEET)
@@ -120,7 +123,7 @@ class KioskWindow(QWidget):
         self._tick()
 
     def _tick(self) -> None:
-        now = datetime.now()
+        now = self.now()
         self.clock.setText(f"{now:%Y年%m月%d日} 星期{WEEKDAYS[now.weekday()]}  {now:%H:%M}")
         if self.view.deadline is not None and self.view.screen not in ("payment",):
             left = max(0, int(self.view.deadline - time.monotonic()))

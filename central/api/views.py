@@ -1,0 +1,50 @@
+"""How platform objects look on the wire. The kiosk client is written against these shapes; change them only
+together with it."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from central.his.adapter import Department, Doctor, Slot
+from central.models import Order
+
+
+def department_view(dept: Department) -> dict[str, Any]:
+    return {"code": dept.code, "name": dept.name, "name_en": dept.name_en, "category": dept.category,
+            "location": dept.location, "location_en": dept.location_en, "remaining": dept.remaining}
+
+
+def doctor_view(doctor: Doctor) -> dict[str, Any]:
+    return {"code": doctor.code, "name": doctor.name, "title": doctor.title, "title_en": doctor.title_en,
+            "specialty": doctor.specialty, "fee_fen": doctor.fee_fen, "remaining": doctor.remaining}
+
+
+def slot_view(slot: Slot) -> dict[str, Any]:
+    return {"slot_id": slot.slot_id, "start": slot.start, "end": slot.end, "remaining": slot.remaining}
+
+
+def age_on(birth: date, today: date) -> int:
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
+def order_view(order: Order, tz: ZoneInfo) -> dict[str, Any]:
+    payment = order.payment
+    registered = order.queue_no is not None
+    return {
+        "order_no": order.order_no,
+        "status": order.status,
+        "amount_fen": order.amount_fen,
+        "expires_at": order.expires_at.astimezone(tz).isoformat(timespec="seconds"),
+        "patient_name_masked": order.patient_name_masked,
+        "department": {"code": order.dept_code, "name": order.dept_name, "location": order.dept_location},
+        "doctor": {"code": order.doctor_code, "name": order.doctor_name, "title": order.doctor_title},
+        "slot": {"slot_id": order.slot_id, "date": order.slot_date.isoformat(), "start": order.slot_start,
+                 "end": order.slot_end},
+        "payment": None if payment is None else {
+            "channel": payment.channel, "out_trade_no": payment.out_trade_no, "code_url": payment.code_url,
+            "state": payment.state},
+        "registration": None if not registered else {
+            "queue_no": order.queue_no, "visit_code": order.visit_code, "location": order.registration_location,
+            "date": order.slot_date.isoformat(), "start": order.slot_start, "end": order.slot_end},
+    }

@@ -1,0 +1,81 @@
+"""The server application: the kiosk API, payment notifications, and (by default) the WeChat Pay sandbox."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from central import orders
+from central.api import kiosk, notify
+from central.api.errors import install_error_handlers
+from central.config import Settings
+from central.services import Services, build_services, wechatpay_keys
+
+log = logging.getLogger(__name__)
+
+SANDBOX_PREFIX = "/sandbox/wechatpay"
+
+
+class Sweeper:
+    """Finishes orders kiosks left half-way, every few seconds, in a background thread."""
+
+    def __init__(self, svc: Services, interval: float):
+        self._svc = svc
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="order-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                report = orders.sweep(self._svc)
+                if report.closed or report.fulfilled or report.refunded or report.unresolved:
+                    log.info("sweeper: %s", report)
+            except Exception:  # the sweeper must outlive one bad order or a database hiccup
+                log.exception("sweeper run failed")
+
+
+def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    """The ASGI app over an initialised data directory (``central.bootstrap.initialize`` first)."""
+    svc = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sweeper = Sweeper(svc, settings.sweep_seconds) if settings.sweep_seconds > 0 else None
+        if sweeper:
+            sweeper.start()
+        try:
+            yield
+        finally:
+            if sweeper:
+                sweeper.stop()
+            if services is None:
+                svc.close()
+
+    app = FastAPI(title="kiosk-central", version="0.1.0", lifespan=lifespan,
+                  description="Central server of the hospital self-service kiosk platform: kiosk API and "
+                              "payment notifications.")
+    app.state.services = svc
+    install_error_handlers(app)
+    app.include_router(kiosk.router)
+    app.include_router(notify.router)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    if settings.sandbox_enabled:
+        from central.payments.wechatpay_sandbox import create_sandbox_app
+
+        app.mount(SANDBOX_PREFIX, create_sandbox_app(svc.wechatpay_keys or wechatpay_keys(settings)))
+    return app

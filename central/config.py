@@ -1,0 +1,95 @@
+"""Server settings: embedded defaults, overridden by environment variables, overridden by the command line.
+
+The defaults run the whole product on one machine with nothing attached (SQLite, the reference HIS, the WeChat
+Pay sandbox on loopback); production changes the database URL, the public URL the payment provider calls back
+on, and turns the sandbox off.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+ENV_PREFIX = "KIOSK_CENTRAL_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./var/central")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str | None = None
+    timezone: str = "Asia/Shanghai"
+    wechat_base_url: str | None = None
+    sandbox_enabled: bool = True
+    slot_lock_minutes: int = 10
+    #: Seconds between sweeps of orders a kiosk left half-way; 0 turns the sweeper off (tests drive it by hand).
+    sweep_seconds: float = 30.0
+    seed: int = 20240601
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'central.db'}"
+
+    @property
+    def base_url(self) -> str:
+        """Where the payment provider reaches this server; behind a proxy this is the proxy's address."""
+        return (self.public_base_url or f"http://127.0.0.1:{self.port}").rstrip("/")
+
+    @property
+    def notify_url(self) -> str:
+        return self.base_url + "/api/v1/pay/wechat/notify"
+
+    @property
+    def wechat_url(self) -> str:
+        return (self.wechat_base_url or f"http://127.0.0.1:{self.port}/sandbox/wechatpay").rstrip("/")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """Apply command-line values; ``None`` means "not given on the command line"."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(ENV_PREFIX + name)
+            return value if value not in (None, "") else None
+
+        values: dict[str, Any] = {}
+        if (data := get("DATA")) is not None:
+            values["data_dir"] = Path(data)
+        for name, key in (("DATABASE_URL", "database_url"), ("HOST", "host"), ("PUBLIC_URL", "public_base_url"),
+                          ("TIMEZONE", "timezone"), ("WECHAT_URL", "wechat_base_url")):
+            if (value := get(name)) is not None:
+                values[key] = value
+        for name, key in (("PORT", "port"), ("SLOT_LOCK_MINUTES", "slot_lock_minutes")):
+            if (value := get(name)) is not None:
+                values[key] = int(value)
+        if (value := get("SWEEP_SECONDS")) is not None:
+            values["sweep_seconds"] = float(value)
+        if (value := get("SANDBOX")) is not None:
+            values["sandbox_enabled"] = _parse_bool(ENV_PREFIX + "SANDBOX", value)
+        settings = cls(**values)
+        ZoneInfo(settings.timezone)  # fail at start-up, not on the first request
+        return settings
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"{name} must be one of {sorted(_TRUE | _FALSE)}, not {value!r}")

@@ -1,0 +1,228 @@
+"""The built-in reference HIS: same-day registration on the platform's own database (``his_`` tables).
+
+It behaves like a careful real HIS: places are held by locks with an expiry, the booked count only grows through
+a conditional UPDATE, and confirming is idempotent per lock, so the order logic above it can retry freely.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import date, datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.crypto import FieldCipher
+from central.db import utcnow
+from central.his.adapter import (Department, Doctor, HisAdapter, Hospital, Patient, Registration,
+                                 RegistrationRefused, Slot, SlotNotFound, SlotTaken)
+from central.his.tables import (HisDepartment, HisDoctor, HisDoctorDepartment, HisPatient, HisRegistration, HisSlot,
+                                HisSlotLock)
+
+ID_INDEX_PURPOSE = "his_patients.id_number"
+
+
+def id_number_index(cipher: FieldCipher, id_number: str) -> str:
+    return cipher.blind_index(id_number, ID_INDEX_PURPOSE)
+
+
+class ReferenceHis(HisAdapter):
+    def __init__(self, sessions: sessionmaker[Session], cipher: FieldCipher, hospital: Hospital):
+        self._sessions = sessions
+        self._cipher = cipher
+        self._hospital = hospital
+
+    def hospital(self) -> Hospital:
+        return self._hospital
+
+    # -- patients ------------------------------------------------------------------------------------------------
+
+    def find_patient_by_id_number(self, id_number: str) -> Patient | None:
+        with self._sessions() as session:
+            row = session.scalar(select(HisPatient).where(
+                HisPatient.id_index == id_number_index(self._cipher, id_number)))
+            return _patient(row) if row else None
+
+    def get_patient(self, patient_id: str) -> Patient | None:
+        with self._sessions() as session:
+            row = session.get(HisPatient, patient_id)
+            return _patient(row) if row else None
+
+    # -- schedule ------------------------------------------------------------------------------------------------
+
+    def list_departments(self, day: date, now: datetime) -> list[Department]:
+        with self._sessions() as session, session.begin():
+            expire_locks(session, now)
+            remaining = dict(session.execute(
+                select(HisSlot.dept_code, func.sum(HisSlot.capacity - HisSlot.booked))
+                .where(HisSlot.day == day, HisSlot.ends_at > now).group_by(HisSlot.dept_code)).all())
+            depts = session.scalars(select(HisDepartment).order_by(HisDepartment.sort_order, HisDepartment.code))
+            return [_department(d, int(remaining.get(d.code) or 0)) for d in depts]
+
+    def get_department(self, dept_code: str, day: date, now: datetime) -> Department | None:
+        with self._sessions() as session:
+            dept = session.get(HisDepartment, dept_code)
+            if dept is None:
+                return None
+            remaining = session.scalar(select(func.sum(HisSlot.capacity - HisSlot.booked)).where(
+                HisSlot.dept_code == dept_code, HisSlot.day == day, HisSlot.ends_at > now))
+            return _department(dept, int(remaining or 0))
+
+    def list_doctors(self, dept_code: str, day: date, now: datetime) -> list[Doctor]:
+        with self._sessions() as session, session.begin():
+            expire_locks(session, now)
+            remaining = dict(session.execute(
+                select(HisSlot.doctor_code, func.sum(HisSlot.capacity - HisSlot.booked))
+                .where(HisSlot.dept_code == dept_code, HisSlot.day == day, HisSlot.ends_at > now)
+                .group_by(HisSlot.doctor_code)).all())
+            doctors = session.scalars(
+                select(HisDoctor).join(HisDoctorDepartment, HisDoctorDepartment.doctor_code == HisDoctor.code)
+                .where(HisDoctorDepartment.dept_code == dept_code).order_by(HisDoctor.fee_fen.desc(), HisDoctor.code))
+            return [_doctor(d, int(remaining.get(d.code) or 0)) for d in doctors]
+
+    def get_doctor(self, doctor_code: str) -> Doctor | None:
+        with self._sessions() as session:
+            doctor = session.get(HisDoctor, doctor_code)
+            return _doctor(doctor, 0) if doctor else None
+
+    def list_free_slots(self, dept_code: str, doctor_code: str, day: date, now: datetime) -> list[Slot]:
+        with self._sessions() as session, session.begin():
+            expire_locks(session, now)
+            rows = session.scalars(select(HisSlot).where(
+                HisSlot.dept_code == dept_code, HisSlot.doctor_code == doctor_code, HisSlot.day == day,
+                HisSlot.ends_at > now, HisSlot.booked < HisSlot.capacity).order_by(HisSlot.starts_at))
+            return [_slot(s) for s in rows]
+
+    def get_slot(self, slot_id: int) -> Slot | None:
+        with self._sessions() as session:
+            row = session.get(HisSlot, slot_id)
+            return _slot(row) if row else None
+
+    # -- locks and registrations -----------------------------------------------------------------------------------
+
+    def lock_slot(self, slot_id: int, patient_id: str, until: datetime, reference: str) -> str:
+        now = utcnow()
+        try:
+            with self._sessions() as session, session.begin():
+                existing = session.scalar(select(HisSlotLock).where(HisSlotLock.reference == reference))
+                if existing is not None:
+                    return _same_lock(existing, slot_id, patient_id)
+                slot = session.get(HisSlot, slot_id)
+                if slot is None:
+                    raise SlotNotFound(f"slot {slot_id} does not exist")
+                if slot.ends_at <= now:
+                    raise SlotTaken(f"slot {slot_id} has ended")
+                expire_locks(session, now, slot_id=slot_id)
+                if not _take_place(session, slot_id):
+                    raise SlotTaken(f"slot {slot_id} is full")
+                lock_id = "L" + secrets.token_hex(12)
+                session.add(HisSlotLock(lock_id=lock_id, reference=reference, slot_id=slot_id,
+                                        patient_id=patient_id, until=until, status="HELD", created_at=now))
+                return lock_id
+        except IntegrityError:
+            # The same reference raced in from another request (PostgreSQL); its lock is the answer.
+            with self._sessions() as session:
+                existing = session.scalar(select(HisSlotLock).where(HisSlotLock.reference == reference))
+                if existing is None:
+                    raise
+                return _same_lock(existing, slot_id, patient_id)
+
+    def release_lock(self, lock_id: str) -> None:
+        with self._sessions() as session, session.begin():
+            released = session.execute(update(HisSlotLock).where(
+                HisSlotLock.lock_id == lock_id, HisSlotLock.status == "HELD").values(status="RELEASED"))
+            if released.rowcount:
+                slot_id = session.scalar(select(HisSlotLock.slot_id).where(HisSlotLock.lock_id == lock_id))
+                session.execute(update(HisSlot).where(HisSlot.id == slot_id).values(booked=HisSlot.booked - 1))
+
+    def confirm_registration(self, lock_id: str, payment_ref: str) -> Registration:
+        with self._sessions() as session, session.begin():
+            lock = session.get(HisSlotLock, lock_id)
+            if lock is None:
+                raise RegistrationRefused(f"unknown lock {lock_id}")
+            slot = session.get(HisSlot, lock.slot_id)
+            assert slot is not None
+            if lock.status == "CONFIRMED":
+                done = session.scalar(select(HisRegistration).where(HisRegistration.lock_id == lock_id))
+                assert done is not None
+                return _registration(done, slot)
+            if lock.status != "HELD":
+                # The lock lapsed and gave its place back; honour it only if a place is still free.
+                if not _take_place(session, slot.id):
+                    raise RegistrationRefused(f"lock {lock_id} {lock.status.lower()} and slot {slot.id} is full")
+            lock.status = "CONFIRMED"
+            dept = session.get(HisDepartment, slot.dept_code)
+            doctor = session.get(HisDoctor, slot.doctor_code)
+            assert dept is not None and doctor is not None
+            last = session.scalar(select(func.max(HisRegistration.queue_no)).where(
+                HisRegistration.dept_code == slot.dept_code, HisRegistration.doctor_code == slot.doctor_code,
+                HisRegistration.day == slot.day))
+            registration = HisRegistration(
+                lock_id=lock_id, slot_id=slot.id, patient_id=lock.patient_id, dept_code=slot.dept_code,
+                doctor_code=slot.doctor_code, day=slot.day, queue_no=(last or 0) + 1,
+                visit_code=_visit_code(lock_id), location=dept.location, payment_ref=payment_ref,
+                fee_fen=doctor.fee_fen)
+            session.add(registration)
+            session.flush()
+            return _registration(registration, slot)
+
+
+def expire_locks(session: Session, now: datetime, *, slot_id: int | None = None) -> int:
+    """Give back the places of locks whose time is up. Each lock gives its place back once: the status change
+    is conditional, and only a lock that changed decrements its slot."""
+    query = select(HisSlotLock.lock_id, HisSlotLock.slot_id).where(
+        HisSlotLock.status == "HELD", HisSlotLock.until < now)
+    if slot_id is not None:
+        query = query.where(HisSlotLock.slot_id == slot_id)
+    expired = 0
+    for lock_id, lock_slot_id in session.execute(query).all():
+        changed = session.execute(update(HisSlotLock).where(
+            HisSlotLock.lock_id == lock_id, HisSlotLock.status == "HELD").values(status="EXPIRED"))
+        if changed.rowcount:
+            session.execute(update(HisSlot).where(HisSlot.id == lock_slot_id).values(booked=HisSlot.booked - 1))
+            expired += 1
+    return expired
+
+
+def _take_place(session: Session, slot_id: int) -> bool:
+    result = session.execute(update(HisSlot).where(HisSlot.id == slot_id, HisSlot.booked < HisSlot.capacity)
+                             .values(booked=HisSlot.booked + 1))
+    return result.rowcount == 1
+
+
+def _same_lock(lock: HisSlotLock, slot_id: int, patient_id: str) -> str:
+    if lock.slot_id != slot_id or lock.patient_id != patient_id:
+        raise ValueError("lock reference reused for another slot or patient")
+    return lock.lock_id
+
+
+def _visit_code(lock_id: str) -> str:
+    """Twelve digits, derived from the lock so a retried confirmation could never mint a second code."""
+    digest = int.from_bytes(hashlib.sha256(lock_id.encode("ascii")).digest()[:8], "big")
+    return f"{digest % 10**12:012d}"
+
+
+def _patient(row: HisPatient) -> Patient:
+    return Patient(patient_id=row.patient_id, name=row.name, gender=row.gender, birth=row.birth)
+
+
+def _department(row: HisDepartment, remaining: int) -> Department:
+    return Department(code=row.code, name=row.name, name_en=row.name_en, category=row.category,
+                      location=row.location, location_en=row.location_en, remaining=max(remaining, 0))
+
+
+def _doctor(row: HisDoctor, remaining: int) -> Doctor:
+    return Doctor(code=row.code, name=row.name, title=row.title, title_en=row.title_en, specialty=row.specialty,
+                  fee_fen=row.fee_fen, remaining=max(remaining, 0))
+
+
+def _slot(row: HisSlot) -> Slot:
+    return Slot(slot_id=row.id, dept_code=row.dept_code, doctor_code=row.doctor_code, day=row.day, start=row.start,
+                end=row.end, starts_at=row.starts_at, ends_at=row.ends_at,
+                remaining=max(row.capacity - row.booked, 0))
+
+
+def _registration(row: HisRegistration, slot: HisSlot) -> Registration:
+    return Registration(lock_id=row.lock_id, queue_no=row.queue_no, visit_code=row.visit_code, location=row.location,
+                        day=row.day, start=slot.start, end=slot.end)

@@ -1,0 +1,192 @@
+"""Storage of the reference HIS (tables prefixed ``his_``).
+
+It lives in the platform's database for convenience only: the platform reaches it through the adapter
+interface, exactly as it would reach a hospital's own HIS.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from central.crypto import EncryptedText
+from central.db import Base, UTCDateTime, utcnow
+
+
+class HisDepartment(Base):
+    __tablename__ = "his_departments"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(100))
+    category: Mapped[str] = mapped_column(String(32))
+    location: Mapped[str] = mapped_column(String(200))
+    location_en: Mapped[str] = mapped_column(String(200))
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class HisDoctor(Base):
+    __tablename__ = "his_doctors"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(32))
+    title_en: Mapped[str] = mapped_column(String(64))
+    specialty: Mapped[str] = mapped_column(String(200))
+    fee_fen: Mapped[int] = mapped_column(Integer)
+
+
+class HisDoctorDepartment(Base):
+    """Which departments a doctor sits in; some sit in two (a cardiologist also in the geriatric clinic)."""
+
+    __tablename__ = "his_doctor_departments"
+
+    doctor_code: Mapped[str] = mapped_column(ForeignKey("his_doctors.code"), primary_key=True)
+    dept_code: Mapped[str] = mapped_column(ForeignKey("his_departments.code"), primary_key=True)
+
+
+class HisSessionTemplate(Base):
+    """A weekly clinic session from which each day's slots are generated."""
+
+    __tablename__ = "his_session_templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dept_code: Mapped[str] = mapped_column(ForeignKey("his_departments.code"))
+    doctor_code: Mapped[str] = mapped_column(ForeignKey("his_doctors.code"))
+    weekday: Mapped[int] = mapped_column(Integer)  # Monday = 0
+    start: Mapped[str] = mapped_column(String(5))  # HH:MM, hospital time
+    end: Mapped[str] = mapped_column(String(5))  # HH:MM; "24:00" ends at midnight
+    slot_minutes: Mapped[int] = mapped_column(Integer)
+    capacity: Mapped[int] = mapped_column(Integer)
+
+
+class HisScheduleDay(Base):
+    """Marks a date whose slots have been generated, which makes generation idempotent per date."""
+
+    __tablename__ = "his_schedule_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    generated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class HisSlot(Base):
+    """A bookable time slot. ``booked`` counts held locks and confirmed registrations together, and only ever
+    grows through ``UPDATE … WHERE booked < capacity``: that condition is what makes double booking impossible."""
+
+    __tablename__ = "his_slots"
+    __table_args__ = (UniqueConstraint("dept_code", "doctor_code", "day", "start"),
+                      Index("ix_his_slots_day_dept", "day", "dept_code"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dept_code: Mapped[str] = mapped_column(ForeignKey("his_departments.code"))
+    doctor_code: Mapped[str] = mapped_column(ForeignKey("his_doctors.code"))
+    day: Mapped[date] = mapped_column(Date)
+    start: Mapped[str] = mapped_column(String(5))
+    end: Mapped[str] = mapped_column(String(5))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    capacity: Mapped[int] = mapped_column(Integer)
+    booked: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class HisSlotLock(Base):
+    """A place held for a patient while they pay. ``reference`` is the caller's idempotency reference: asking
+    twice with the same reference returns the same lock instead of holding a second place."""
+
+    __tablename__ = "his_slot_locks"
+
+    lock_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("his_slots.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("his_patients.patient_id"))
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), default="HELD")  # HELD | RELEASED | EXPIRED | CONFIRMED
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class HisRegistration(Base):
+    __tablename__ = "his_registrations"
+    __table_args__ = (UniqueConstraint("dept_code", "doctor_code", "day", "queue_no"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lock_id: Mapped[str] = mapped_column(ForeignKey("his_slot_locks.lock_id"), unique=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("his_slots.id"))
+    patient_id: Mapped[str] = mapped_column(ForeignKey("his_patients.patient_id"), index=True)
+    dept_code: Mapped[str] = mapped_column(String(32))
+    doctor_code: Mapped[str] = mapped_column(String(32))
+    day: Mapped[date] = mapped_column(Date)
+    queue_no: Mapped[int] = mapped_column(Integer)
+    visit_code: Mapped[str] = mapped_column(String(32), unique=True)
+    location: Mapped[str] = mapped_column(String(200))
+    payment_ref: Mapped[str] = mapped_column(String(64))
+    fee_fen: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class HisPatient(Base):
+    """A patient file. Personal fields are encrypted; ``id_index`` is the blind index used to find the file."""
+
+    __tablename__ = "his_patients"
+
+    patient_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(EncryptedText("his_patients.name"))
+    id_number: Mapped[str] = mapped_column(EncryptedText("his_patients.id_number"))
+    id_index: Mapped[str] = mapped_column(String(64), unique=True)
+    gender: Mapped[str] = mapped_column(String(4))  # 男 | 女, as printed on the ID card
+    birth: Mapped[date] = mapped_column(Date)
+    phone: Mapped[str | None] = mapped_column(EncryptedText("his_patients.phone"))
+    address: Mapped[str | None] = mapped_column(EncryptedText("his_patients.address"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class HisBill(Base):
+    __tablename__ = "his_bills"
+
+    bill_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("his_patients.patient_id"), index=True)
+    dept_code: Mapped[str] = mapped_column(ForeignKey("his_departments.code"))
+    doctor_code: Mapped[str] = mapped_column(ForeignKey("his_doctors.code"))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    total_fen: Mapped[int] = mapped_column(Integer)
+
+
+class HisBillItem(Base):
+    __tablename__ = "his_bill_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bill_no: Mapped[str] = mapped_column(ForeignKey("his_bills.bill_no"), index=True)
+    category: Mapped[str] = mapped_column(String(32))  # 西药费 / 检查费 / 化验费 / 治疗费
+    name: Mapped[str] = mapped_column(String(100))
+    spec: Mapped[str] = mapped_column(String(100), default="")
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit: Mapped[str] = mapped_column(String(16))
+    unit_price_fen: Mapped[int] = mapped_column(Integer)
+    amount_fen: Mapped[int] = mapped_column(Integer)
+
+
+class HisLabReport(Base):
+    __tablename__ = "his_lab_reports"
+
+    report_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("his_patients.patient_id"), index=True)
+    title: Mapped[str] = mapped_column(String(100))
+    specimen: Mapped[str] = mapped_column(String(32))
+    dept_code: Mapped[str] = mapped_column(ForeignKey("his_departments.code"))
+    collected_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    printed_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class HisLabResult(Base):
+    __tablename__ = "his_lab_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_no: Mapped[str] = mapped_column(ForeignKey("his_lab_reports.report_no"), index=True)
+    code: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(32))
+    unit: Mapped[str] = mapped_column(String(32))
+    reference_range: Mapped[str] = mapped_column(String(32))
+    flag: Mapped[str] = mapped_column(String(2), default="")  # "" | H | L

@@ -1,0 +1,119 @@
+"""The platform's own tables: terminals, orders, their payments and the audit trail of every order change.
+
+Reference-HIS tables live in ``central.his.tables`` (prefixed ``his_``); a real hospital keeps those in its own
+HIS, so nothing here refers to them by foreign key.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from central.db import Base, UTCDateTime, utcnow
+
+
+class OrderStatus:
+    AWAITING_PAYMENT = "AWAITING_PAYMENT"
+    PAID = "PAID"
+    FULFILLED = "FULFILLED"
+    CLOSED = "CLOSED"
+    REFUND_PENDING = "REFUND_PENDING"
+    REFUNDED = "REFUNDED"
+
+    ALL = (AWAITING_PAYMENT, PAID, FULFILLED, CLOSED, REFUND_PENDING, REFUNDED)
+    FINAL = (FULFILLED, CLOSED, REFUNDED)
+
+
+class Terminal(Base):
+    """A kiosk allowed to call the API. Only a hash of its secret is kept: a leaked database opens no kiosk."""
+
+    __tablename__ = "terminals"
+
+    terminal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    location: Mapped[str] = mapped_column(String(200), default="")
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    keyed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Order(Base):
+    """A registration order. Department, doctor and slot are copied in when the order is made, so the order
+    still reads correctly if the HIS renames a department or the schedule changes afterwards."""
+
+    __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("terminal_id", "idempotency_key"),
+                      Index("ix_orders_status_expires", "status", "expires_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_no: Mapped[str] = mapped_column(String(32), unique=True)
+    terminal_id: Mapped[str] = mapped_column(ForeignKey("terminals.terminal_id"))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32), default="registration")
+    status: Mapped[str] = mapped_column(String(32), default=OrderStatus.AWAITING_PAYMENT)
+    amount_fen: Mapped[int] = mapped_column(Integer)
+    patient_id: Mapped[str] = mapped_column(String(32))
+    patient_name_masked: Mapped[str] = mapped_column(String(64))
+    dept_code: Mapped[str] = mapped_column(String(32))
+    dept_name: Mapped[str] = mapped_column(String(100))
+    dept_location: Mapped[str] = mapped_column(String(200))
+    doctor_code: Mapped[str] = mapped_column(String(32))
+    doctor_name: Mapped[str] = mapped_column(String(64))
+    doctor_title: Mapped[str] = mapped_column(String(32))
+    slot_id: Mapped[int] = mapped_column(Integer)
+    slot_date: Mapped[date] = mapped_column(Date)
+    slot_start: Mapped[str] = mapped_column(String(5))
+    slot_end: Mapped[str] = mapped_column(String(5))
+    his_lock_id: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paid_fen: Mapped[int | None] = mapped_column(Integer)
+    queue_no: Mapped[int | None] = mapped_column(Integer)
+    visit_code: Mapped[str | None] = mapped_column(String(32))
+    registration_location: Mapped[str | None] = mapped_column(String(200))
+    refund_no: Mapped[str | None] = mapped_column(String(64))
+    refund_status: Mapped[str | None] = mapped_column(String(32))
+
+    payment: Mapped[Payment | None] = relationship(back_populates="order", uselist=False, lazy="selectin")
+
+
+class Payment(Base):
+    """The one channel trade of an order. ``out_trade_no`` is derived from the order number, so a retried
+    create after an unknown outcome addresses the same trade rather than opening a second one."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    out_trade_no: Mapped[str] = mapped_column(String(32), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(127))
+    code_url: Mapped[str | None] = mapped_column(String(512))
+    state: Mapped[str] = mapped_column(String(16), default="NOTPAY")
+    transaction_id: Mapped[str | None] = mapped_column(String(64))
+    success_time: Mapped[str | None] = mapped_column(String(40))
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    queried_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    order: Mapped[Order] = relationship(back_populates="payment")
+
+
+class OrderEvent(Base):
+    """Who changed an order, when, and from what to what: support staff and reconciliation read this first."""
+
+    __tablename__ = "order_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(40))
+    from_status: Mapped[str | None] = mapped_column(String(32))
+    to_status: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,74 @@
+"""What the order logic and the API work with: the database, the HIS and the payment channel, built once from
+the settings. Tests build their own with a different HIS, channel or clock."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.config import Settings
+from central.crypto import FieldCipher, attach_cipher
+from central.db import make_engine, make_sessionmaker, utcnow
+from central.his.adapter import HisAdapter
+from central.his.reference import ReferenceHis
+from central.his.seed import HOSPITAL
+from central.payments.channel import PaymentChannel
+from central.payments.keys import WeChatPayKeys, ensure_sandbox_keys, load_wechatpay_keys
+
+log = logging.getLogger(__name__)
+
+WECHATPAY_KEY_DIR = "wechatpay"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    cipher: FieldCipher
+    his: HisAdapter
+    channel: PaymentChannel
+    wechatpay_keys: WeChatPayKeys | None = None
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def today(self) -> date:
+        """Today in the hospital's timezone, which is what "same-day" means to a patient."""
+        return self.now().astimezone(self.settings.tz).date()
+
+    def close(self) -> None:
+        shutdown = getattr(self.channel, "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        self.engine.dispose()
+
+
+def wechatpay_keys(settings: Settings) -> WeChatPayKeys:
+    """Sandbox keys are generated on first use; production keys must already be in place."""
+    directory = Path(settings.data_dir) / WECHATPAY_KEY_DIR
+    return ensure_sandbox_keys(directory) if settings.sandbox_enabled else load_wechatpay_keys(directory)
+
+
+def build_services(settings: Settings, *, channel: PaymentChannel | None = None,
+                   his: HisAdapter | None = None) -> Services:
+    from central.payments.wechatpay import WeChatPayChannel
+
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the database holds (encrypted) patient data
+    engine = make_engine(settings.db_url)
+    cipher = FieldCipher.load_or_create(data_dir)
+    attach_cipher(engine, cipher)
+    sessions = make_sessionmaker(engine)
+    keys = None
+    if channel is None:
+        keys = wechatpay_keys(settings)
+        channel = WeChatPayChannel.from_keys(settings.wechat_url, keys)
+    return Services(settings=settings, engine=engine, sessions=sessions, cipher=cipher,
+                    his=his or ReferenceHis(sessions, cipher, HOSPITAL), channel=channel, wechatpay_keys=keys)

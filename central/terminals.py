@@ -1,0 +1,54 @@
+"""Kiosk credentials: each terminal has an id and a random 32-byte secret, of which only a SHA-256 hash is kept.
+
+A plain hash (not a password hash) is enough because the secret is 256 random bits, not something a person
+chose: there is nothing to guess. Re-keying a terminal replaces its secret, which locks out a stolen copy.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.db import utcnow
+from central.models import Terminal
+
+TERMINAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def provision_terminal(sessions: sessionmaker[Session], terminal_id: str, *, name: str | None = None,
+                       location: str | None = None) -> str:
+    """Create the terminal, or give an existing one a new secret; returns the secret (shown once)."""
+    if not TERMINAL_ID.match(terminal_id):
+        raise ValueError("terminal id: letters, digits, '_', '.', '-' (at most 64)")
+    secret = secrets.token_urlsafe(32)
+    now = utcnow()
+    with sessions() as session, session.begin():
+        terminal = session.get(Terminal, terminal_id)
+        if terminal is None:
+            session.add(Terminal(terminal_id=terminal_id, name=name or terminal_id, location=location or "",
+                                 secret_sha256=_hash(secret), active=True, created_at=now, keyed_at=now))
+        else:
+            terminal.secret_sha256 = _hash(secret)
+            terminal.keyed_at = now
+            terminal.active = True
+            if name is not None:
+                terminal.name = name
+            if location is not None:
+                terminal.location = location
+    return secret
+
+
+def authenticate(sessions: sessionmaker[Session], terminal_id: str, secret: str) -> bool:
+    with sessions() as session:
+        stored = session.scalar(select(Terminal.secret_sha256).where(Terminal.terminal_id == terminal_id,
+                                                                     Terminal.active.is_(True)))
+    # Compare even for an unknown terminal so timing does not reveal which ids exist.
+    return hmac.compare_digest(stored or "0" * 64, _hash(secret)) and stored is not None

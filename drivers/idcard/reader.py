@@ -1,0 +1,247 @@
+"""The ID-card reader driver (2nd-generation SAM over a serial line) and the poller that watches it.
+
+One thread owns the serial port at a time: the poller's. `health()` may be called from elsewhere (fleet
+agent, diagnostics); a lock keeps its command from interleaving with a poll.
+"""
+from __future__ import annotations
+
+import logging
+import termios
+import threading
+import time
+from typing import Callable
+
+import serial
+
+from drivers.health import Health
+from drivers.idcard.protocol import (
+    CMD_FIND_CARD, CMD_READ_BASIC, CMD_SAM_STATUS, CMD_SELECT_CARD, SW3_FIND_OK, SW3_NO_CARD, SW3_SAM_FAULT,
+    SW3_SELECT_FAILED, SW3_SUCCESS, FrameError, IdCardError, IdentityCard, NoResponseError, Response,
+    decode_basic_info, decode_response, encode_request, read_frame,
+)
+
+log = logging.getLogger(__name__)
+
+# What a vanished port raises: pyserial's own errors, plain I/O errors and, from tcflush, termios.error.
+PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, termios.error)
+
+
+class ReaderDisconnectedError(Exception):
+    """The serial port cannot be opened or vanished (cable pulled, USB adapter reset)."""
+
+
+class SerialIdCardReader:
+    def __init__(self, port: str, baudrate: int = 115200, timeout: float = 1.0) -> None:
+        self.port = str(port)
+        self.baudrate = baudrate
+        self.timeout = timeout
+        self._serial: serial.Serial | None = None
+        self._lock = threading.RLock()
+
+    # --- connection ------------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._serial is not None and self._serial.is_open
+
+    def open(self) -> None:
+        with self._lock:
+            if self.is_open:
+                return
+            try:
+                self._serial = serial.Serial(self.port, self.baudrate, timeout=self.timeout,
+                                             write_timeout=self.timeout)
+            except (*PORT_ERRORS, ValueError) as exc:
+                self._serial = None
+                raise ReaderDisconnectedError(
+                    f"身份证阅读器无法连接 / cannot open the ID-card reader on {self.port}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            port, self._serial = self._serial, None
+            if port is not None:
+                try:
+                    port.close()
+                except PORT_ERRORS:
+                    pass
+
+    def __enter__(self) -> "SerialIdCardReader":
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- health ----------------------------------------------------------------------------------------
+
+    def self_test(self) -> Health:
+        """Ask the SAM for its status; a reader whose SAM failed its self-test cannot read any card."""
+        try:
+            response = self._transact(CMD_SAM_STATUS)
+        except (ReaderDisconnectedError, NoResponseError) as exc:
+            return Health.fault("disconnected", str(exc))
+        except FrameError as exc:
+            return Health.degraded("protocol_error", str(exc))
+        if response.sw3 == SW3_SAM_FAULT:
+            return Health.fault("sam_fault", response.message)
+        if response.sw3 != SW3_SUCCESS:
+            return Health.degraded("sam_status", response.message)
+        return Health.ok()
+
+    def health(self) -> Health:
+        """Opens the port if needed, so a reader that came back after an outage reports ok again."""
+        try:
+            self.open()
+        except ReaderDisconnectedError as exc:
+            return Health.fault("disconnected", str(exc))
+        return self.self_test()
+
+    # --- card verbs ------------------------------------------------------------------------------------
+
+    def find_card(self) -> bool:
+        response = self._transact(CMD_FIND_CARD)
+        if response.sw3 == SW3_NO_CARD:
+            return False
+        response.expect(SW3_FIND_OK)
+        return True
+
+    def select_card(self) -> bool:
+        response = self._transact(CMD_SELECT_CARD)
+        if response.sw3 == SW3_SELECT_FAILED:
+            return False
+        response.expect(SW3_SUCCESS)
+        return True
+
+    def read_identity(self) -> IdentityCard:
+        response = self._transact(CMD_READ_BASIC).expect(SW3_SUCCESS)
+        return decode_basic_info(response.data)
+
+    def read_card(self) -> IdentityCard | None:
+        """Find, select and read; None when no card is on the reader (or it left before it was selected)."""
+        with self._lock:
+            if not self.find_card() or not self.select_card():
+                return None
+            return self.read_identity()
+
+    # --- wire ------------------------------------------------------------------------------------------
+
+    def _transact(self, command: bytes, payload: bytes = b"") -> Response:
+        with self._lock:
+            port = self._serial
+            if port is None:
+                raise ReaderDisconnectedError(f"身份证阅读器未打开 / the ID-card reader on {self.port} is not open")
+            try:
+                port.reset_input_buffer()
+                port.write(encode_request(command, payload))
+                frame = read_frame(port.read)
+            except FrameError:
+                self._drain(port)
+                raise
+            except PORT_ERRORS as exc:
+                self.close()
+                raise ReaderDisconnectedError(
+                    f"身份证阅读器连接中断 / the ID-card reader on {self.port} went away: {exc}") from exc
+            try:
+                return decode_response(frame)
+            except FrameError:
+                self._drain(port)
+                raise
+
+    @staticmethod
+    def _drain(port: serial.Serial) -> None:
+        """Discard the rest of a broken frame so the next command starts on a clean line."""
+        try:
+            port.reset_input_buffer()
+            saved, port.timeout = port.timeout, 0.05
+            try:
+                while port.read(4096):
+                    pass
+            finally:
+                port.timeout = saved
+        except PORT_ERRORS:
+            pass  # the next command reports the broken port
+
+
+class IdCardPoller:
+    """Polls the reader on its own daemon thread and reports each card presentation once.
+
+    A card is reported again only after the reader stopped finding it (taken away), so a patient who leaves
+    the card on the reader does not start a second visit. A continuing outage is reported once, not every
+    poll; the port is reopened on each poll until it comes back.
+    """
+
+    MIN_INTERVAL = 0.3  # the SAM needs this much between find-card commands
+
+    def __init__(self, reader: SerialIdCardReader, on_card: Callable[[IdentityCard], None],
+                 on_error: Callable[[Exception], None] | None = None, interval: float = 0.5) -> None:
+        if interval < self.MIN_INTERVAL:
+            raise ValueError(f"interval must be at least {self.MIN_INTERVAL} s, got {interval}")
+        self.reader = reader
+        self.on_card = on_card
+        self.on_error = on_error or (lambda exc: log.warning("ID-card reader: %s", exc))
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._card_present = False
+        self._last_error: str | None = None
+
+    def start(self) -> None:
+        if self._thread and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="idcard-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=self.interval + 3 * self.reader.timeout + 1)
+            self._thread = None
+        self.reader.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.poll_once()
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def poll_once(self) -> None:
+        try:
+            self.reader.open()
+            if not self.reader.find_card():
+                self._card_present = False
+            elif not self._card_present and self.reader.select_card():
+                card = self.reader.read_identity()
+                self._card_present = True
+                self._last_error = None
+                self._deliver(card)
+                return
+            self._last_error = None
+        except ReaderDisconnectedError as exc:
+            self.reader.close()
+            self._report(exc, dedupe=True)
+        except (FrameError, IdCardError) as exc:
+            self._report(exc, dedupe=False)
+        except Exception as exc:  # a poller that dies silently leaves the kiosk deaf; keep going
+            log.exception("unexpected error while polling the ID-card reader")
+            self._report(exc, dedupe=False)
+
+    def _deliver(self, card: IdentityCard) -> None:
+        try:
+            self.on_card(card)
+        except Exception:
+            log.exception("on_card handler failed")
+
+    def _report(self, exc: Exception, dedupe: bool) -> None:
+        key = type(exc).__name__
+        if dedupe and key == self._last_error:
+            return
+        self._last_error = key
+        try:
+            self.on_error(exc)
+        except Exception:
+            log.exception("on_error handler failed")

@@ -1,0 +1,137 @@
+"""ESC/POS receipt printer on the network (raw TCP, port 9100), built on python-escpos.
+
+The document is rendered to bytes first and sent in one go: a slip that cannot be rendered (a QR code too
+wide for the paper) fails before any paper moves, and a network fault surfaces as one `PrinterError`.
+"""
+from __future__ import annotations
+
+import socket
+from typing import Sequence
+
+from escpos.exceptions import Error as EscposError
+from escpos.printer import Dummy, Network
+
+from drivers.health import Health
+from drivers.receipt.document import Block, Feed, QrCode, Rule, Text
+
+# 80 mm paper, 72 mm printable at 203 dpi: 576 dots, 48 columns of font A (a CJK character takes two).
+PROFILE_NAME = "TM-T20II"
+PAPER_DOTS = 576
+COLUMNS = 48
+
+ESC, GS, FS = b"\x1b", b"\x1d", b"\x1c"
+INIT = ESC + b"@"
+CHINESE_ON = FS + b"&"
+ALIGN = {"left": 0, "center": 1, "right": 2}
+ENCODING = "gb18030"
+
+
+class PrinterError(Exception):
+    """The slip was not printed (or not completely): the workflow offers a reprint at the counter."""
+
+
+def text_bytes(block: Text) -> bytes:
+    if block.align not in ALIGN:
+        raise ValueError(f"align must be one of {', '.join(ALIGN)}, got {block.align!r}")
+    if block.size not in (1, 2):
+        raise ValueError(f"size must be 1 or 2, got {block.size}")
+    size = 0x11 if block.size == 2 else 0x00
+    return (ESC + b"a" + bytes([ALIGN[block.align]]) + ESC + b"E" + bytes([1 if block.bold else 0])
+            + GS + b"!" + bytes([size]) + block.text.encode(ENCODING, errors="replace") + b"\n")
+
+
+def render_document(blocks: Sequence[Block]) -> bytes:
+    """The ESC/POS bytes for `blocks`, ending with a feed and a full cut."""
+    out = Dummy(profile=PROFILE_NAME)
+    out._raw(INIT + CHINESE_ON)
+    for block in blocks:
+        if isinstance(block, Text):
+            out._raw(text_bytes(block))
+        elif isinstance(block, QrCode):
+            out._raw(ESC + b"a\x01" + ESC + b"E\x00" + GS + b"!\x00")
+            out.qr(block.data, size=max(1, min(16, block.size)), native=False, center=True,
+                   image_arguments={"impl": "bitImageRaster"})
+        elif isinstance(block, Rule):
+            out._raw(ESC + b"a\x00" + ESC + b"E\x00" + GS + b"!\x00" + b"-" * COLUMNS + b"\n")
+        elif isinstance(block, Feed):
+            out._raw(ESC + b"d" + bytes([max(0, min(255, block.lines))]))
+        else:
+            raise TypeError(f"not a receipt block: {block!r}")
+    out._raw(ESC + b"a\x00")
+    out.cut()
+    return out.output
+
+
+class NetworkReceiptPrinter:
+    def __init__(self, host: str, port: int = 9100, timeout: float = 5.0) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self._printer: Network | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def open(self) -> None:
+        """Keep one connection for several documents; without it each document travels on its own
+        connection, which raw port-9100 printers treat as one job."""
+        if self._printer is None:
+            self._printer = self._connect()
+
+    def close(self) -> None:
+        printer, self._printer = self._printer, None
+        if printer is not None:
+            try:
+                printer.close()
+            except OSError:
+                pass
+
+    def health(self) -> Health:
+        """Reachability only: a TCP connection to the printer port opens.
+
+        Paper and cover state (DLE EOT status queries) come with the status-handling work; until then a
+        printer that is reachable but out of paper reports ok.
+        """
+        try:
+            with socket.create_connection((self.host, self.port), timeout=self.timeout):
+                pass
+        except OSError as exc:
+            return Health.fault("disconnected", f"receipt printer {self.address} is unreachable: {exc}")
+        return Health.ok()
+
+    def print_document(self, blocks: Sequence[Block]) -> None:
+        try:
+            data = render_document(blocks)
+        except (EscposError, ValueError, TypeError) as exc:
+            raise PrinterError(f"凭条无法排版 / the receipt cannot be laid out: {exc}") from exc
+        own_connection = self._printer is None
+        printer = self._printer or self._connect()
+        try:
+            printer._raw(data)
+        except socket.timeout as exc:
+            self.close()
+            raise PrinterError(f"打印超时 / receipt printer {self.address} timed out mid-job") from exc
+        except OSError as exc:
+            self.close()
+            raise PrinterError(f"打印中断 / receipt printer {self.address} closed the connection mid-job: "
+                               f"{exc}") from exc
+        finally:
+            if own_connection:
+                try:
+                    printer.close()
+                except OSError:
+                    pass
+
+    def _connect(self) -> Network:
+        printer = Network(self.host, self.port, timeout=self.timeout, profile=PROFILE_NAME)
+        try:
+            printer.open()
+        except EscposError as exc:
+            cause = exc.__cause__ or exc.__context__ or exc
+            raise PrinterError(f"打印机无法连接 / cannot connect to the receipt printer {self.address}: "
+                               f"{cause}") from exc
+        except OSError as exc:
+            raise PrinterError(f"打印机无法连接 / cannot connect to the receipt printer {self.address}: "
+                               f"{exc}") from exc
+        return printer
