@@ -12,7 +12,7 @@ from central import orders
 from central.api.auth import Svc, Terminal
 from central.api.errors import ApiError
 from central.api.views import age_on, department_view, doctor_view, order_view, slot_view
-from central.masking import mask_name
+from drivers.idcard.idnumber import mask_name
 from central.services import Services
 
 log = logging.getLogger(__name__)

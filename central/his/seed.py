@@ -18,25 +18,15 @@ from central.his.adapter import Hospital
 from central.his.reference import id_number_index
 from central.his.tables import (HisBill, HisBillItem, HisDepartment, HisDoctor, HisDoctorDepartment, HisLabReport,
                                 HisLabResult, HisPatient, HisSessionTemplate)
+from drivers.idcard.idnumber import check_digit
 
 HOSPITAL = Hospital(name="示范市人民医院", name_en="Demo City People's Hospital",
                     address="示范市中山路 1 号 / 1 Zhongshan Road, Demo City", phone="0797-12345678")
 
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_CHECK = "10X98765432"
-
-
-def _check_digit(first17: str) -> str:
-    """GB 11643-1999 check character: ISO 7064 MOD 11-2 over the first 17 digits."""
-    if len(first17) != 17 or not first17.isdigit():
-        raise ValueError("the check digit needs exactly 17 digits")
-    return _CHECK[sum(int(d) * w for d, w in zip(first17, _WEIGHTS)) % 11]
-
-
 def id_number(region: str, birth: date, sequence: int) -> str:
     """An 18-digit resident ID number; the sequence's last digit is odd for men and even for women."""
     body = f"{region}{birth:%Y%m%d}{sequence:03d}"
-    return body + _check_digit(body)
+    return body + check_digit(body)
 
 
 DEMO_PATIENT: dict[str, Any] = {

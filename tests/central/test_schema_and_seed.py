@@ -11,7 +11,8 @@ from central.bootstrap import initialize, migrate
 from central.config import Settings
 from central.db import make_engine
 from central.his.schedule import roll_schedule
-from central.his.seed import DEMO_PATIENT, DEMO_PATIENT_ID, _check_digit
+from central.his.seed import DEMO_PATIENT, DEMO_PATIENT_ID
+from drivers.idcard.idnumber import check_digit
 from central.his.tables import (HisBill, HisBillItem, HisDepartment, HisDoctor, HisDoctorDepartment, HisLabReport,
                                 HisLabResult, HisPatient, HisScheduleDay, HisSlot)
 from central.services import Services
@@ -70,7 +71,7 @@ def test_seed_counts_and_invariants(svc: Services) -> None:
         for patient in patients:
             number = patient.id_number
             assert len(number) == 18 and number[:17].isdigit()
-            assert _check_digit(number[:17]) == number[17], number[:6]
+            assert check_digit(number[:17]) == number[17], number[:6]
             assert number[6:14] == f"{patient.birth:%Y%m%d}"
             assert (int(number[16]) % 2 == 1) == (patient.gender == "男")
         assert len({p.id_number for p in patients}) == len(patients)
@@ -80,14 +81,14 @@ def test_seed_counts_and_invariants(svc: Services) -> None:
 
 def test_demo_patient_is_the_documented_one() -> None:
     number = DEMO_PATIENT["id_number"]
-    assert number.startswith("36070219560314028") and number[17] == _check_digit(number[:17])
+    assert number.startswith("36070219560314028") and number[17] == check_digit(number[:17])
     assert DEMO_PATIENT["gender"] == "女" and DEMO_PATIENT["birth"] == "1956-03-14"
     assert DEMO_PATIENT["nation"] == "汉" and DEMO_PATIENT["authority"] == "赣州市公安局章贡分局"
 
 
 def test_check_digit_matches_the_standard_example() -> None:
     # GB 11643-1999 appendix example: 11010519491231002X.
-    assert _check_digit("11010519491231002") == "X"
+    assert check_digit("11010519491231002") == "X"
 
 
 def test_personal_data_is_not_stored_in_plaintext(svc: Services, data_dir: Path) -> None:
