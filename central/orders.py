@@ -22,10 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from central.his.adapter import RegistrationRefused, Slot, SlotNotFound, SlotTaken
-from drivers.idcard.idnumber import mask_name
 from central.models import Order, OrderEvent, OrderStatus, Payment
 from central.payments.channel import ChannelError, ChannelUnavailable, TradeState
 from central.services import Services
+from drivers.idcard.idnumber import mask_name
 
 log = logging.getLogger(__name__)
 

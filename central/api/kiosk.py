@@ -12,8 +12,8 @@ from central import orders
 from central.api.auth import Svc, Terminal
 from central.api.errors import ApiError
 from central.api.views import age_on, department_view, doctor_view, order_view, slot_view
-from drivers.idcard.idnumber import mask_name
 from central.services import Services
+from drivers.idcard.idnumber import mask_name
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,10 @@ def env(tmp_path):
     return wf, backend, printer, views, journal, clock
 
 
+UP_TO_CONFIRM = [("start", {}), ("card_read", {"card": FakeCard()}), ("pick_department", {"code": "NK"}),
+                 ("pick_doctor", {"code": "D01"}), ("pick_slot", {"slot_id": 101})]
+
+
 def walk_to_payment(wf, backend, slot_id=101):
     wf.handle("start")
     wf.handle("card_read", card=FakeCard())
@@ -90,9 +94,7 @@ def test_every_transition_is_journaled_before_its_side_effect(env):
 @pytest.mark.parametrize("steps", [0, 1, 2, 3, 4])
 def test_cancel_before_payment_goes_home_and_creates_nothing(env, steps):
     wf, backend, printer, views, journal, clock = env
-    intents = [("start", {}), ("card_read", {"card": FakeCard()}), ("pick_department", {"code": "NK"}),
-               ("pick_doctor", {"code": "D01"}), ("pick_slot", {"slot_id": 101})]
-    for intent, kw in intents[:steps + 1]:
+    for intent, kw in UP_TO_CONFIRM[:steps + 1]:
         wf.handle(intent, **kw)
     assert views[-1].can_cancel
     wf.handle("cancel")
@@ -103,9 +105,7 @@ def test_cancel_before_payment_goes_home_and_creates_nothing(env, steps):
 @pytest.mark.parametrize("steps", [0, 2, 3, 4])
 def test_idle_timeout_before_payment_wipes_the_session(env, steps):
     wf, backend, printer, views, journal, clock = env
-    intents = [("start", {}), ("card_read", {"card": FakeCard()}), ("pick_department", {"code": "NK"}),
-               ("pick_doctor", {"code": "D01"}), ("pick_slot", {"slot_id": 101})]
-    for intent, kw in intents[:steps + 1]:
+    for intent, kw in UP_TO_CONFIRM[:steps + 1]:
         wf.handle(intent, **kw)
     clock.t += 30
     wf.tick()
