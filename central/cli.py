@@ -71,6 +71,7 @@ def _write_private_json(path: Path, document: dict[str, str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up lines say nothing to an operator
     settings = _settings(args)
     command = args.command or "serve"
 

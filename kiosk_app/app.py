@@ -62,8 +62,13 @@ class Kiosk:
                                    on_error=lambda exc: log.warning("ID-card reader: %s", exc))
         self.window = KioskWindow(self.runner.post, self._hospital_name(), terminal_id, now=now)
         self.bridge.changed.connect(self.window.render)
+        self.bridge.changed.connect(self._on_view)
         self.activity = ActivityFilter(self.runner)
         app.installEventFilter(self.activity)
+
+    def _on_view(self, view) -> None:
+        if view.screen == "insert_card":
+            self.poller.rearm()  # a card laid down before the patient touched the service counts too
 
     def _hospital_name(self) -> str:
         try:

@@ -74,8 +74,9 @@ def _run(args: argparse.Namespace) -> int:
             httpx.post(config.credentials.server_url + "/sandbox/wechatpay/simulate/pay",
                        json={"code_url": code_url}, timeout=10).raise_for_status()
 
-        panel = SimulatorPanel(sims, DEMO_PATIENT, kiosk.window, pay)
+        panel = SimulatorPanel(sims, DEMO_PATIENT, kiosk.window, pay, config.data_dir / "receipts")
         panel.show()
+        panel.place()
     try:
         return app.exec()
     finally:

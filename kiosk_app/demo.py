@@ -25,6 +25,13 @@ def run_demo(out: Path, keep_work: bool = False) -> int:
     from drivers.receipt.render import decode_qr_codes, render_receipt
     from kiosk_app.app import Kiosk
 
+    from PySide6.QtCore import qInstallMessageHandler
+
+    def qt_messages(_kind, _context, message: str) -> None:
+        if "propagateSizeHints" not in message:  # the offscreen platform's note on every window resize
+            print(f"qt: {message}")
+
+    qInstallMessageHandler(qt_messages)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="kiosk-demo-"))

@@ -203,6 +203,13 @@ class IdCardPoller:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def rearm(self) -> None:
+        """Forget the card already reported, so one still lying on the reader is read on the next poll.
+
+        Called when a screen starts asking for a card: a patient who laid the card down before touching the
+        service should not have to lift it and lay it down again."""
+        self._card_present = False
+
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()

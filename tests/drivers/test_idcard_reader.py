@@ -160,6 +160,23 @@ def test_poller_reports_a_card_once_until_it_is_removed(pair: SerialPair, sim: I
     assert not poller.running
 
 
+def test_rearmed_poller_reads_a_card_left_on_the_reader(pair: SerialPair, sim: IdCardReaderSimulator) -> None:
+    rec = Recorder()
+    poller = IdCardPoller(SerialIdCardReader(str(pair.host_end), timeout=0.5), on_card=rec.cards.put,
+                          on_error=rec.errors.put, interval=0.3)
+    card = demo_card("王五")
+    sim.insert(card)
+    poller.start()
+    try:
+        assert rec.expect_card() == card
+        rec.expect_no_card(0.8)
+        poller.rearm()  # a screen now asks for the card that is still lying there
+        assert rec.expect_card() == card
+        rec.expect_no_card(0.8)
+    finally:
+        poller.stop()
+
+
 def test_poller_polls_no_faster_than_300_ms(pair: SerialPair, sim: IdCardReaderSimulator) -> None:
     with pytest.raises(ValueError):
         IdCardPoller(SerialIdCardReader(str(pair.host_end)), on_card=print, interval=0.1)

@@ -49,11 +49,15 @@ def api(central, kiosk_obj, path):
     return resp.json()
 
 
-def walk_to_payment(app, k, sims):
+def walk_to_payment(app, k, sims, card_first=False):
     wait_for_screen(app, k.window, "home")
+    if card_first:  # laid on the reader before the patient touches the service
+        sims.id_card.insert(card_for(DEMO_PATIENT))
+        wait_until(app, lambda: sims.id_card.requests.count(b"\x30\x01") >= 1, 10, "the card to be read")
     click_tile(k.window, "当日挂号")
     wait_for_screen(app, k.window, "insert_card")
-    sims.id_card.insert(card_for(DEMO_PATIENT))
+    if not card_first:
+        sims.id_card.insert(card_for(DEMO_PATIENT))
     wait_for_screen(app, k.window, "departments")
     assert "李*英" in k.window.patient.text() and DEMO_PATIENT["name"] not in k.window.patient.text()
     click_tile(k.window, "余号")
@@ -95,7 +99,7 @@ def test_full_visit_prints_the_visit_code_the_his_issued(central, kiosk, qapp):
 
 def test_cancel_on_the_payment_screen_closes_the_order(central, kiosk, qapp):
     k, sims = kiosk
-    walk_to_payment(qapp, k, sims)
+    walk_to_payment(qapp, k, sims, card_first=True)
     code_url = qr_on_screen(k.window)
     order_no = k.window.view.data["order"]["order_no"]
     click_button(k.window, "取消支付")
