@@ -128,6 +128,16 @@ class PagedGrid(QWidget):
         self.page_label.setText(f"第 {self.page + 1} / {self.pages} 页")
 
 
+def centered(*widgets: QWidget) -> QHBoxLayout:
+    """A row that keeps its widgets in the middle of the screen, where both hands reach."""
+    row = QHBoxLayout()
+    row.addStretch(1)
+    for widget in widgets:
+        row.addWidget(widget)
+    row.addStretch(1)
+    return row
+
+
 def title_block(zh: str, en: str) -> QWidget:
     host = QWidget()
     box = QVBoxLayout(host)

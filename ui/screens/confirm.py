@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout
+from PySide6.QtWidgets import QFrame, QGridLayout
 
 from ui import theme
 from ui.screens.base import Screen, Send
-from ui.widgets import button, label, title_block, yuan
+from ui.widgets import button, centered, label, title_block, yuan
 from workflows.view import View
 
 
@@ -33,11 +33,8 @@ class ConfirmScreen(Screen):
             grid.addWidget(value, row, 2)
         grid.setColumnStretch(2, 1)
         self.body.addWidget(card, 1)
-        row = QHBoxLayout()
-        row.addStretch(1)
-        row.addWidget(button("确认挂号并支付  Confirm and pay", "primary", self.intent("confirm"), 620))
-        row.addStretch(1)
-        self.body.addLayout(row)
+        self.body.addLayout(centered(button("确认挂号并支付  Confirm and pay", "primary", self.intent("confirm"),
+                                            620)))
 
     def render(self, view: View) -> None:
         d, doc, s = (view.data.get(k) or {} for k in ("department", "doctor", "slot"))

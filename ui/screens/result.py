@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from PySide6.QtCore import QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QGridLayout, QWidget
 
 from ui import theme
 from ui.screens.base import Screen, Send
-from ui.widgets import button, label
+from ui.widgets import button, centered, label
 from workflows.view import View
 
 
@@ -63,16 +63,11 @@ class BusyScreen(Screen):
 class DoneScreen(Screen):
     def __init__(self, send: Send):
         super().__init__(send)
-        top = QHBoxLayout()
-        top.addStretch(1)
-        top.addWidget(Badge("tick", theme.ACCENT, 120))
         heading = QWidget()
         hl = QGridLayout(heading)
         hl.addWidget(label("挂号成功", 60, True, theme.ACCENT), 0, 0)
         hl.addWidget(label("Registration complete", 26, color=theme.MUTED), 1, 0)
-        top.addWidget(heading)
-        top.addStretch(1)
-        self.body.addLayout(top)
+        self.body.addLayout(centered(Badge("tick", theme.ACCENT, 120), heading))
         card = QFrame()
         card.setObjectName("Card")
         grid = QGridLayout(card)
@@ -90,11 +85,7 @@ class DoneScreen(Screen):
         self.body.addWidget(card, 1)
         self.slip = label("", 32, True, theme.INK, Qt.AlignmentFlag.AlignCenter, wrap=True)
         self.body.addWidget(self.slip)
-        row = QHBoxLayout()
-        row.addStretch(1)
-        row.addWidget(button("完成，返回首页  Done", "primary", self.intent("finish"), 480))
-        row.addStretch(1)
-        self.body.addLayout(row)
+        self.body.addLayout(centered(button("完成，返回首页  Done", "primary", self.intent("finish"), 480)))
 
     def render(self, view: View) -> None:
         order = view.data.get("order") or {}
@@ -117,21 +108,13 @@ class ErrorScreen(Screen):
     def __init__(self, send: Send):
         super().__init__(send)
         self.body.addStretch(1)
-        row = QHBoxLayout()
-        row.addStretch(1)
-        row.addWidget(Badge("!", theme.WARN, 160))
-        row.addStretch(1)
-        self.body.addLayout(row)
+        self.body.addLayout(centered(Badge("!", theme.WARN, 160)))
         self.message = label("", 42, True, align=Qt.AlignmentFlag.AlignCenter, wrap=True)
         self.message_en = label("", 24, color=theme.MUTED, align=Qt.AlignmentFlag.AlignCenter, wrap=True)
         self.body.addWidget(self.message)
         self.body.addWidget(self.message_en)
         self.body.addStretch(1)
-        row = QHBoxLayout()
-        row.addStretch(1)
-        row.addWidget(button("返回首页  Home", "primary", self.intent("finish"), 420))
-        row.addStretch(1)
-        self.body.addLayout(row)
+        self.body.addLayout(centered(button("返回首页  Home", "primary", self.intent("finish"), 420)))
         self.body.addStretch(1)
 
     def render(self, view: View) -> None:
