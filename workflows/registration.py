@@ -248,11 +248,7 @@ class SameDayRegistration:
         self.visit = Visit()  # wipe: nothing of the last patient survives the return home
 
     def _enter_reading_card(self, event: EventData) -> None:
-        if not self.hospital_name:
-            try:
-                self.hospital_name = self.backend.hospital()["name"]
-            except (BackendError, BackendUnavailable):
-                pass  # fetched again when the slip is printed
+        self._fetch_hospital_name()  # for the slip, while the patient finds the card
 
     def _enter_identifying(self, event: EventData) -> None:
         card = event.kwargs.get("card")
@@ -329,11 +325,7 @@ class SameDayRegistration:
 
     def _enter_printing(self, event: EventData) -> None:
         v = self.visit
-        if not self.hospital_name:
-            try:
-                self.hospital_name = self.backend.hospital()["name"]
-            except (BackendError, BackendUnavailable):
-                self.hospital_name = ""
+        self._fetch_hospital_name()
         try:
             self.printer.print_document(registration_slip(self.hospital_name, v.order, self.terminal_id,
                                                           self.now()))
@@ -347,6 +339,13 @@ class SameDayRegistration:
                              event.kwargs.get("message_en", "The service could not be completed"))
 
     # ---- helpers ------------------------------------------------------------------------------------
+
+    def _fetch_hospital_name(self) -> None:
+        if not self.hospital_name:
+            try:
+                self.hospital_name = self.backend.hospital()["name"]
+            except (BackendError, BackendUnavailable):
+                pass  # asked again at the next visit; a slip without the header still serves the patient
 
     def _load(self, fetch: Callable[[], list[dict[str, Any]]], attr: str) -> None:
         try:
