@@ -2,6 +2,7 @@
 WeChat Pay sandbox), the ID-card reader simulator on a serial pty pair and the TCP receipt printer."""
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,10 @@ def test_full_visit_prints_the_visit_code_the_his_issued(central, kiosk, qapp):
     his_order = api(central, k, f"/orders/{order_no}")
     assert his_order["status"] == "FULFILLED"
     visit_code = his_order["registration"]["visit_code"]
+    with sqlite3.connect(central.data_dir / "central.db") as db:  # the reference HIS's own record
+        rows = db.execute("SELECT visit_code, queue_no FROM his_registrations WHERE slot_id = ?",
+                          (his_order["slot"]["slot_id"],)).fetchall()
+    assert (visit_code, his_order["registration"]["queue_no"]) in rows
     receipt = sims.printer.wait_for_job(15)
     assert decode_qr_codes(receipt) == [visit_code]
     text = printed_text(receipt)
