@@ -9,6 +9,9 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 APT_PACKAGES=(
   python3 python3-venv python3-dev gcc            # the interpreter and what compiled wheels need
   socat                                           # serial pseudo-terminal pairs for simulated devices
+  pcscd libpcsclite-dev swig vsmartcard-vpcd pcsc-tools   # PC/SC: the daemon, pyscard's build, virtual readers
+  cups cups-bsd printer-driver-cups-pdf libcups2-dev poppler-utils   # report printer: CUPS, a PDF queue, pycups
+  libusb-1.0-0                                    # USB HID scanners through pyusb
   fonts-wqy-zenhei                                # CJK glyphs for the screens and the receipt rendering
   libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
