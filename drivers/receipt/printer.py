@@ -12,6 +12,7 @@ from escpos.exceptions import Error as EscposError
 from escpos.printer import Dummy, Network
 
 from drivers.health import Health
+from drivers.receipt.status import QUERIES, health_from_status
 from drivers.receipt.document import Block, Feed, QrCode, Rule, Text
 
 # 80 mm paper, 72 mm printable at 203 dpi: 576 dots, 48 columns of font A (a CJK character takes two).
@@ -24,6 +25,9 @@ INIT = ESC + b"@"
 CHINESE_ON = FS + b"&"
 ALIGN = {"left": 0, "center": 1, "right": 2}
 ENCODING = "gb18030"
+
+
+DLE_EOT = b"\x10\x04"
 
 
 class PrinterError(Exception):
@@ -88,17 +92,30 @@ class NetworkReceiptPrinter:
                 pass
 
     def health(self) -> Health:
-        """Reachability only: a TCP connection to the printer port opens.
-
-        Paper and cover state (DLE EOT status queries) come with the status-handling work; until then a
-        printer that is reachable but out of paper reports ok.
-        """
+        """Ask the printer itself (DLE EOT 1–4) for paper, cover and cutter state, on a short connection of
+        its own so it never interleaves with a job."""
+        answers: dict[int, int] = {}
         try:
-            with socket.create_connection((self.host, self.port), timeout=self.timeout):
-                pass
+            with socket.create_connection((self.host, self.port), timeout=self.timeout) as conn:
+                conn.settimeout(min(self.timeout, 2.0))
+                for n in QUERIES:
+                    conn.sendall(DLE_EOT + bytes([n]))
+                    reply = conn.recv(1)
+                    if not reply:
+                        return Health.fault("disconnected", f"receipt printer {self.address} closed the line")
+                    answers[n] = reply[0]
+        except socket.timeout:
+            return Health.degraded("no_status", f"receipt printer {self.address} does not answer status queries")
         except OSError as exc:
             return Health.fault("disconnected", f"receipt printer {self.address} is unreachable: {exc}")
-        return Health.ok()
+        return health_from_status(answers)
+
+    def self_test(self) -> Health:
+        health = self.health()
+        if health.usable:
+            self.print_document([Text("自助机凭条打印机自检 / receipt printer self-test", align="center", bold=True),
+                                 Rule(), Text(f"{self.address}"), Feed(2)])
+        return health
 
     def print_document(self, blocks: Sequence[Block]) -> None:
         try:

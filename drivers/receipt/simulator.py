@@ -1,7 +1,8 @@
 """A receipt printer on 127.0.0.1 that keeps what it was sent, so tests can read the slip back.
 
 Each TCP connection is one job, as on a raw port-9100 printer. DLE EOT status queries get the answer an
-Epson-compatible printer gives, switchable to "paper out".
+Epson-compatible printer gives for its current state: paper near end, paper out, cover open, cutter jammed,
+or `garbage` (a byte no real printer sends, for tests of the driver's error handling).
 """
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ import threading
 
 DLE_EOT = b"\x10\x04"
 
-# DLE EOT n answers (fixed bits 1 and 4 set, as the ESC/POS reference prescribes).
-STATUS_OK = {1: 0x16, 2: 0x12, 3: 0x12, 4: 0x12}
-STATUS_PAPER_OUT = {1: 0x1E, 2: 0x32, 3: 0x12, 4: 0x72}  # offline, paper-end stop, both roll sensors
+FIXED_BITS = 0x12  # every DLE EOT answer has bits 1 and 4 set and bits 0 and 7 clear
 
 
 class PrinterListener:
@@ -21,6 +20,10 @@ class PrinterListener:
         self._requested_port = port
         self.port = 0
         self.paper_out = False
+        self.paper_near_end = False
+        self.cover_open = False
+        self.cutter_jammed = False
+        self.garbage: int | None = None  # answer every query with this byte instead
         self.jobs: list[bytes] = []
         self._handed_out = 0
         self._cond = threading.Condition()
@@ -65,8 +68,20 @@ class PrinterListener:
             return job
 
     def status_byte(self, n: int) -> int:
-        table = STATUS_PAPER_OUT if self.paper_out else STATUS_OK
-        return table.get(n, 0x12)
+        """The answer to DLE EOT n, built bit by bit as in the ESC/POS reference."""
+        if self.garbage is not None:
+            return self.garbage
+        b = FIXED_BITS
+        if n == 1 and (self.paper_out or self.cover_open or self.cutter_jammed):
+            b |= 0x08  # offline
+        elif n == 2:
+            b |= (0x04 if self.cover_open else 0) | (0x20 if self.paper_out else 0) \
+                | (0x40 if self.cutter_jammed else 0)
+        elif n == 3 and self.cutter_jammed:
+            b |= 0x08  # autocutter error
+        elif n == 4:
+            b |= (0x0C if self.paper_near_end or self.paper_out else 0) | (0x60 if self.paper_out else 0)
+        return b
 
     def _spawn(self, target, name: str, *args: object) -> None:  # type: ignore[no-untyped-def]
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
