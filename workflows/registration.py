@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from transitions import EventData, Machine
 
+from drivers.health import Health
 from drivers.receipt.document import Block
 from workflows.backend import Backend, BackendError, BackendUnavailable
 from workflows.journal import Journal
@@ -40,7 +41,7 @@ STATES = ["home", *BEFORE_PAYMENT, "awaiting_payment", "cancelling", "fulfilling
           "done", "failed"]
 
 TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "start", "source": "home", "dest": "reading_card"},
+    {"trigger": "start", "source": "home", "dest": "reading_card", "conditions": "_devices_usable"},
     {"trigger": "card_read", "source": "reading_card", "dest": "identifying"},
     {"trigger": "identified", "source": "identifying", "dest": "choosing_department"},
     {"trigger": "pick_department", "source": "choosing_department", "dest": "choosing_doctor",
@@ -69,6 +70,10 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "timeout", "source": ["done", "failed"], "dest": "home"},
 ]
 
+
+# The devices this service cannot do without, with their names for the patient.
+REQUIRED_DEVICES = {"id_card": ("身份证读卡器", "ID-card reader"),
+                    "receipt_printer": ("凭条打印机", "receipt printer")}
 
 BUSY_TEXT = {
     "identifying": ("正在查询您的就诊信息…", "Looking up your patient record…"),
@@ -153,6 +158,7 @@ class SameDayRegistration:
         self.clock = clock
         self.now = now
         self.visit = Visit()
+        self.devices: dict[str, Health] = {}  # last health per device role, from the device threads
         self.hospital_name = ""
         self._last_activity = clock()
         self._last_poll = 0.0
@@ -168,6 +174,11 @@ class SameDayRegistration:
     def handle(self, intent: str, **kwargs: Any) -> None:
         """A patient or device event. Intents that make no sense in the current state are ignored: a
         double tap or a card laid down on the payment screen must not move the visit."""
+        if intent == "device_health":  # not the patient's doing: the idle clock keeps running
+            self.devices[kwargs["device"]] = kwargs["health"]
+            if self.state == "home":
+                self.publish(self._view_for("home"))
+            return
         self._last_activity = self.clock()
         if intent == "activity":
             return
@@ -232,6 +243,20 @@ class SameDayRegistration:
         else:
             self.visit.slot = _find(self.visit.slots, "slot_id", key)
 
+    def availability(self) -> tuple[bool, str, str]:
+        """Whether this service can start, and if not, why, in words for the patient."""
+        broken = [names for role, names in REQUIRED_DEVICES.items()
+                  if role in self.devices and not self.devices[role].usable]
+        if not broken:
+            return True, "", ""
+        zh = "、".join(n[0] for n in broken)
+        en = ", ".join(n[1] for n in broken)
+        return (False, f"{zh}暂时故障，请到其他自助机或人工窗口办理",
+                f"The {en} is out of order. Please use another kiosk or a counter.")
+
+    def _devices_usable(self, event: EventData) -> bool:
+        return self.availability()[0]
+
     def _choice_made(self, event: EventData) -> bool:
         name = event.event.name
         chosen = {"pick_department": self.visit.department, "pick_doctor": self.visit.doctor,
@@ -290,6 +315,10 @@ class SameDayRegistration:
 
     def _enter_creating_order(self, event: EventData) -> None:
         v = self.visit
+        usable, why, why_en = self.availability()
+        if not usable:  # a device broke during the choices: stop before any money is asked for
+            self._go("fail", message=why, message_en=why_en)
+            return
         try:
             v.order = self.backend.create_registration(v.patient["patient_id"], v.slot["slot_id"], v.order_key)
         except BackendError as exc:
@@ -420,7 +449,9 @@ class SameDayRegistration:
             base["deadline"] = self._last_activity + limit
         msg, msg_en = v.notice
         if state == "home":
-            return View("home", **base)
+            usable, why, why_en = self.availability()
+            return View("home", {"services": {"start": {"available": usable, "reason": why, "reason_en": why_en}}},
+                        **base)
         if state == "reading_card":
             return View("insert_card", **base)
         if state in BUSY_TEXT:

@@ -173,7 +173,8 @@ class IdCardPoller:
     MIN_INTERVAL = 0.3  # the SAM needs this much between find-card commands
 
     def __init__(self, reader: SerialIdCardReader, on_card: Callable[[IdentityCard], None],
-                 on_error: Callable[[Exception], None] | None = None, interval: float = 0.5) -> None:
+                 on_error: Callable[[Exception], None] | None = None, interval: float = 0.5,
+                 on_health: Callable[[Health], None] | None = None) -> None:
         if interval < self.MIN_INTERVAL:
             raise ValueError(f"interval must be at least {self.MIN_INTERVAL} s, got {interval}")
         self.reader = reader
@@ -184,6 +185,8 @@ class IdCardPoller:
         self._thread: threading.Thread | None = None
         self._card_present = False
         self._last_error: str | None = None
+        self.on_health = on_health or (lambda health: None)
+        self._health = Health.fault("not_started", "the reader has not been polled yet")
 
     def start(self) -> None:
         if self._thread and self._thread.is_alive():
@@ -216,6 +219,10 @@ class IdCardPoller:
             self.poll_once()
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
+    def health(self) -> Health:
+        """The outcome of the last poll: the poller owns the port, so nobody else may talk to the reader."""
+        return self._health
+
     def poll_once(self) -> None:
         try:
             self.reader.open()
@@ -225,17 +232,32 @@ class IdCardPoller:
                 card = self.reader.read_identity()
                 self._card_present = True
                 self._last_error = None
+                self._set_health(Health.ok())
                 self._deliver(card)
                 return
             self._last_error = None
+            self._set_health(Health.ok())
         except ReaderDisconnectedError as exc:
             self.reader.close()
+            self._set_health(Health.fault("disconnected", str(exc)))
             self._report(exc, dedupe=True)
-        except (FrameError, IdCardError) as exc:
+        except IdCardError as exc:
+            if exc.code == SW3_SAM_FAULT:
+                self._set_health(Health.fault("sam_fault", str(exc)))
+            self._report(exc, dedupe=False)
+        except FrameError as exc:  # one bad frame is noise on the line, not a broken reader
             self._report(exc, dedupe=False)
         except Exception as exc:  # a poller that dies silently leaves the kiosk deaf; keep going
             log.exception("unexpected error while polling the ID-card reader")
             self._report(exc, dedupe=False)
+
+    def _set_health(self, health: Health) -> None:
+        if health != self._health:
+            self._health = health
+            try:
+                self.on_health(health)
+            except Exception:
+                log.exception("on_health handler failed")
 
     def _deliver(self, card: IdentityCard) -> None:
         try:

@@ -237,3 +237,40 @@ def test_workflows_do_not_import_qt():
     code = "import sys, workflows.registration, workflows.runner; " \
            "sys.exit(1 if any(m.startswith('PySide6') for m in sys.modules) else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_broken_printer_switches_the_service_off_and_back_on(env):
+    from drivers.health import Health
+    wf, backend, printer, views, journal, clock = env
+    wf.handle("device_health", device="receipt_printer", health=Health.fault("paper_out", "paper out"))
+    home = views[-1]
+    assert home.screen == "home" and home.data["services"]["start"]["available"] is False
+    assert "凭条打印机" in home.data["services"]["start"]["reason"]
+    wf.handle("start")
+    assert wf.state == "home"  # refused: no visit starts on a kiosk that cannot print the slip
+    wf.handle("device_health", device="receipt_printer", health=Health.degraded("paper_low"))
+    assert views[-1].data["services"]["start"]["available"] is True  # low paper still serves
+    wf.handle("start")
+    assert wf.state == "reading_card"
+
+
+def test_device_failing_mid_visit_stops_before_money(env):
+    from drivers.health import Health
+    wf, backend, printer, views, journal, clock = env
+    for intent, kw in UP_TO_CONFIRM:
+        wf.handle(intent, **kw)
+    wf.handle("device_health", device="receipt_printer", health=Health.fault("cover_open"))
+    wf.handle("confirm")
+    assert views[-1].screen == "error" and "凭条打印机" in views[-1].message
+    assert not backend.orders
+
+
+def test_device_health_does_not_count_as_patient_activity(env):
+    from drivers.health import Health
+    wf, backend, printer, views, journal, clock = env
+    wf.handle("start")
+    clock.t += 50
+    wf.handle("device_health", device="id_card", health=Health.ok())
+    clock.t += 20
+    wf.tick()
+    assert wf.state == "home"
