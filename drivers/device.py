@@ -57,6 +57,10 @@ class DeviceWorker:
         return self.submit(job).result(timeout)
 
     def _run(self) -> None:
+        try:
+            self.device.open()
+        except Exception as exc:  # not plugged in at start-up: health says so and the worker keeps retrying
+            log.warning("%s: cannot open: %s", self.name, exc)
         self._check_health()
         while True:
             try:
@@ -98,3 +102,30 @@ class DeviceWorker:
             return self.device.health()
         except Exception:
             return health
+
+
+class DeviceProxy:
+    """Calls a device's verbs on its worker thread, for code that holds a device and runs on another thread.
+
+    The workflow prints a slip with `printer.print_document(blocks)` whether it holds the driver itself (in
+    tests) or this proxy (in the kiosk); the proxy waits for the worker, so errors reach the caller as if the
+    call had been direct.
+    """
+
+    def __init__(self, worker: DeviceWorker, timeout: float = 60.0):
+        self._worker = worker
+        self._timeout = timeout
+
+    def health(self) -> Health:
+        """The health the worker last saw, without queueing behind a long job."""
+        return self._worker.last_health
+
+    def __getattr__(self, verb: str) -> Callable[..., Any]:
+        if verb.startswith("_"):
+            raise AttributeError(verb)
+        getattr(self._worker.device, verb)  # an unknown verb fails here, on the caller's thread
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._worker.call(lambda device: getattr(device, verb)(*args, **kwargs), self._timeout)
+
+        return call

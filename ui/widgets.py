@@ -57,7 +57,7 @@ class Tile(QFrame):
         box.setSpacing(4)
         box.addStretch(1)
         for text, size, bold in lines:
-            lbl = label(text, size, bold, ink, align)
+            lbl = label(text, size, bold, ink, align, wrap=True)
             lbl.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
             box.addWidget(lbl)
         box.addStretch(1)

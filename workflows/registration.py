@@ -252,7 +252,7 @@ class SameDayRegistration:
         zh = "、".join(n[0] for n in broken)
         en = ", ".join(n[1] for n in broken)
         return (False, f"{zh}暂时故障，请到其他自助机或人工窗口办理",
-                f"The {en} is out of order. Please use another kiosk or a counter.")
+                f"Out of order: {en}. Please use another kiosk or a counter.")
 
     def _devices_usable(self, event: EventData) -> bool:
         return self.availability()[0]

@@ -71,25 +71,17 @@ class NetworkReceiptPrinter:
         self.host = host
         self.port = port
         self.timeout = timeout
-        self._printer: Network | None = None
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
     def open(self) -> None:
-        """Keep one connection for several documents; without it each document travels on its own
-        connection, which raw port-9100 printers treat as one job."""
-        if self._printer is None:
-            self._printer = self._connect()
+        """Nothing to hold open: a raw port-9100 printer takes one connection as one job, so each slip gets
+        its own connection and a printer that was switched off and on needs no reconnect."""
 
     def close(self) -> None:
-        printer, self._printer = self._printer, None
-        if printer is not None:
-            try:
-                printer.close()
-            except OSError:
-                pass
+        pass
 
     def health(self) -> Health:
         """Ask the printer itself (DLE EOT 1–4) for paper, cover and cutter state, on a short connection of
@@ -122,23 +114,19 @@ class NetworkReceiptPrinter:
             data = render_document(blocks)
         except (EscposError, ValueError, TypeError) as exc:
             raise PrinterError(f"凭条无法排版 / the receipt cannot be laid out: {exc}") from exc
-        own_connection = self._printer is None
-        printer = self._printer or self._connect()
+        printer = self._connect()
         try:
             printer._raw(data)
         except socket.timeout as exc:
-            self.close()
             raise PrinterError(f"打印超时 / receipt printer {self.address} timed out mid-job") from exc
         except OSError as exc:
-            self.close()
             raise PrinterError(f"打印中断 / receipt printer {self.address} closed the connection mid-job: "
                                f"{exc}") from exc
         finally:
-            if own_connection:
-                try:
-                    printer.close()
-                except OSError:
-                    pass
+            try:
+                printer.close()
+            except OSError:
+                pass
 
     def _connect(self) -> Network:
         printer = Network(self.host, self.port, timeout=self.timeout, profile=PROFILE_NAME)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QLabel, QPushButton
 
 from ui import theme
 from ui.widgets import Tile
@@ -35,6 +35,9 @@ VIEWS = [
     View("payment", {"order": ORDER}, patient=PATIENT, can_cancel=True, deadline=time.monotonic() + 170),
     View("done", {"order": ORDER, "print_failed": True}, patient=PATIENT),
     View("error", message="网络连接中断，请稍后再试或到人工窗口办理", message_en="The network is unavailable."),
+    View("home", {"services": {"start": {
+        "available": False, "reason": "身份证读卡器、凭条打印机暂时故障，请到其他自助机或人工窗口办理",
+        "reason_en": "Out of order: ID-card reader, receipt printer. Please use another kiosk or a counter."}}}),
 ]
 
 
@@ -86,3 +89,17 @@ def test_cancel_hidden_once_paid(window):
     assert not window.cancel_btn.isVisible()
     window.render(VIEWS[7])
     assert window.cancel_btn.isVisible() and "取消支付" in window.cancel_btn.text()
+
+
+def test_home_switches_a_service_off_with_the_reason_and_back_on(window, qtbot):
+    from kiosk_app.scripted import ScriptError, click_tile
+    window.render(VIEWS[-1])
+    qtbot.wait(10)
+    with pytest.raises(ScriptError):
+        click_tile(window, "当日挂号")
+    texts = " ".join(lbl.text() for lbl in window.findChildren(QLabel) if lbl.isVisible())
+    assert "暂停服务" in texts and "凭条打印机暂时故障" in texts and "Out of order" in texts
+    window.render(View("home", {"services": {"start": {"available": True, "reason": "", "reason_en": ""}}}))
+    qtbot.wait(10)
+    click_tile(window, "当日挂号")
+    assert window.sent[-1] == ("start", {})
