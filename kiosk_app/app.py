@@ -1,8 +1,9 @@
 """Composition root: builds the terminal from its configuration and runs it.
 
 Threads: the Qt thread draws; one workflow thread owns the visit (workflows.runner); one thread owns the
-ID-card reader (drivers.idcard.reader.IdCardPoller). They meet only through the runner's event queue and
-the ViewBridge signal.
+ID-card reader (drivers.idcard.reader.IdCardPoller) and one owns each other device (drivers.device.DeviceWorker).
+They meet only through the runner's event queue and the ViewBridge signal. Every device reports its health
+to the workflow as a `device_health` event, so the home screen switches off what a broken device stops.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from zoneinfo import ZoneInfo
 from PySide6.QtCore import QEvent, QObject
 from PySide6.QtWidgets import QApplication
 
+from drivers.device import DeviceProxy, DeviceWorker
+from drivers.health import Health
 from drivers.idcard.reader import IdCardPoller
 from kiosk_app.backend_client import HttpBackend
 from kiosk_app.config import KioskConfig
@@ -48,8 +51,12 @@ class Kiosk:
         self.app = app
         self.backend = HttpBackend(config.credentials)
         self.journal = Journal(config.data_dir / "journal.db")
-        self.printer = make_device("receipt_printer", config.devices)
+        self.health: dict[str, Health] = {}  # last report per device role, for diagnostics and the fleet
         self.reader = make_device("id_card", config.devices)
+        roles = sorted({"receipt_printer", *config.devices} - {"id_card"})  # a missing printer fails here
+        self.workers = {role: DeviceWorker(role, make_device(role, config.devices), self._device_health,
+                                           config.device_poll_seconds) for role in roles}
+        self.printer = DeviceProxy(self.workers["receipt_printer"])
         self.bridge = ViewBridge()
         terminal_id = config.credentials.terminal_id
         if timeouts is None:
@@ -59,12 +66,18 @@ class Kiosk:
                                             terminal_id, timeouts, now=now)
         self.runner = WorkflowRunner(self.workflow)
         self.poller = IdCardPoller(self.reader, on_card=lambda card: self.runner.post("card_read", card=card),
-                                   on_error=lambda exc: log.warning("ID-card reader: %s", exc))
+                                   on_error=lambda exc: log.warning("ID-card reader: %s", exc),
+                                   on_health=partial(self._device_health, "id_card"))
         self.window = KioskWindow(self.runner.post, self._hospital_name(), terminal_id, now=now)
         self.bridge.changed.connect(self.window.render)
         self.bridge.changed.connect(self._on_view)
         self.activity = ActivityFilter(self.runner)
         app.installEventFilter(self.activity)
+
+    def _device_health(self, role: str, health: Health) -> None:
+        """Called on the device's own thread; the workflow hears of it through its queue."""
+        self.health[role] = health
+        self.runner.post("device_health", device=role, health=health)
 
     def _on_view(self, view) -> None:
         if view.screen == "insert_card":
@@ -79,6 +92,8 @@ class Kiosk:
 
     def start(self, show: bool = True) -> None:
         self.runner.start()
+        for worker in self.workers.values():
+            worker.start()
         self.poller.start()
         if show:
             if self.config.fullscreen:
@@ -88,6 +103,8 @@ class Kiosk:
 
     def stop(self) -> None:
         self.poller.stop()
+        for worker in self.workers.values():
+            worker.stop()
         self.runner.stop()
         self.backend.close()
         self.journal.close()

@@ -37,6 +37,7 @@ class KioskConfig:
     fullscreen: bool = True
     idle_seconds: float = 90.0
     timezone: str = "Asia/Shanghai"  # the hospital's clock, whatever the terminal's OS is set to
+    device_poll_seconds: float = 2.0  # how soon a printer out of paper switches its services off
 
     @classmethod
     def load(cls, path: Path) -> "KioskConfig":
@@ -49,4 +50,5 @@ class KioskConfig:
         return cls(credentials=creds, data_dir=base / raw.get("data_dir", "var/kiosk"),
                    devices=raw.get("devices", {}), hospital_name=raw.get("hospital_name", cls.hospital_name),
                    fullscreen=raw.get("fullscreen", True), idle_seconds=float(raw.get("idle_seconds", 90)),
-                   timezone=raw.get("timezone", cls.timezone))
+                   timezone=raw.get("timezone", cls.timezone),
+                   device_poll_seconds=float(raw.get("device_poll_seconds", cls.device_poll_seconds)))

@@ -78,8 +78,10 @@ class SerialIdCardReader:
         """Ask the SAM for its status; a reader whose SAM failed its self-test cannot read any card."""
         try:
             response = self._transact(CMD_SAM_STATUS)
-        except (ReaderDisconnectedError, NoResponseError) as exc:
+        except ReaderDisconnectedError as exc:
             return Health.fault("disconnected", str(exc))
+        except NoResponseError as exc:  # the port is there but nothing answers: power, or a hung reader
+            return Health.fault("no_answer", str(exc))
         except FrameError as exc:
             return Health.degraded("protocol_error", str(exc))
         if response.sw3 == SW3_SAM_FAULT:
@@ -187,6 +189,7 @@ class IdCardPoller:
         self._last_error: str | None = None
         self.on_health = on_health or (lambda health: None)
         self._health = Health.fault("not_started", "the reader has not been polled yet")
+        self._silent_polls = 0
 
     def start(self) -> None:
         if self._thread and self._thread.is_alive():
@@ -245,6 +248,11 @@ class IdCardPoller:
             if exc.code == SW3_SAM_FAULT:
                 self._set_health(Health.fault("sam_fault", str(exc)))
             self._report(exc, dedupe=False)
+        except NoResponseError as exc:  # once is noise; twice running is a reader that is off or hung
+            self._silent_polls += 1
+            if self._silent_polls >= 2:
+                self._set_health(Health.fault("no_answer", str(exc)))
+            self._report(exc, dedupe=True)
         except FrameError as exc:  # one bad frame is noise on the line, not a broken reader
             self._report(exc, dedupe=False)
         except Exception as exc:  # a poller that dies silently leaves the kiosk deaf; keep going
@@ -252,6 +260,8 @@ class IdCardPoller:
             self._report(exc, dedupe=False)
 
     def _set_health(self, health: Health) -> None:
+        if health.usable:
+            self._silent_polls = 0
         if health != self._health:
             self._health = health
             try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.health import Status
+from drivers.health import Health, Status
 from drivers.idcard.protocol import (
     ChecksumError, FrameError, LengthError, NoPreambleError, NoResponseError, TruncatedFrameError,
 )
@@ -108,10 +108,10 @@ def test_sam_fault_shows_in_health(reader: SerialIdCardReader, sim: IdCardReader
     assert reader.health().status is Status.OK
 
 
-def test_silent_reader_is_disconnected_in_health(reader: SerialIdCardReader, sim: IdCardReaderSimulator) -> None:
+def test_silent_reader_is_a_fault_in_health(reader: SerialIdCardReader, sim: IdCardReaderSimulator) -> None:
     sim.inject("silence")
     health = reader.health()
-    assert health.status is Status.FAULT and health.reason == "disconnected"
+    assert health.status is Status.FAULT and health.reason == "no_answer"
 
 
 def test_missing_port_is_disconnected(tmp_path: Path) -> None:
@@ -233,3 +233,25 @@ def test_unplugging_reports_an_error_and_health_says_disconnected(tmp_path: Path
         sim.stop()
         pair.close()
     assert not any(t.name == "idcard-poller" for t in threading.enumerate())
+
+
+def test_poller_health_follows_the_reader(pair: SerialPair, sim: IdCardReaderSimulator) -> None:
+    """Health changes are reported once each: ok, silent reader → no_answer, SAM fault, back to ok."""
+    seen: "queue.Queue[Health]" = queue.Queue()
+    poller = IdCardPoller(SerialIdCardReader(str(pair.host_end), timeout=0.3), on_card=lambda card: None,
+                          interval=0.3, on_health=seen.put)
+    poller.start()
+    try:
+        assert seen.get(timeout=3) == Health.ok()
+        sim.inject("silence")
+        sim.inject("silence")
+        assert seen.get(timeout=5).reason == "no_answer"
+        assert seen.get(timeout=5) == Health.ok()  # answering again after two silent polls
+        sim.sam_ok = False
+        assert seen.get(timeout=5).reason == "sam_fault"
+        sim.sam_ok = True
+        assert seen.get(timeout=5) == Health.ok()
+        time.sleep(1.0)
+        assert seen.empty(), "an unchanged health is not reported again"
+    finally:
+        poller.stop()

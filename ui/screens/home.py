@@ -46,6 +46,7 @@ class HomeScreen(Screen):
         while self.grid.count():
             item = self.grid.takeAt(0)
             if item.widget():
+                item.widget().hide()  # gone from the glass now, not at the next idle moment
                 item.widget().deleteLater()
         self.tiles = {}
         for i, (intent, zh, en) in enumerate(SERVICES):
