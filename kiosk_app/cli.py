@@ -3,6 +3,9 @@
     kiosk run --config kiosk.toml            the terminal, fullscreen, on its configured devices
     kiosk run --simulated [--windowed]       on simulated devices, against a local kiosk-central
     kiosk demo --headless --out DIR          one scripted visit, screens and receipt written to DIR
+    kiosk diag --config kiosk.toml           one line per device: NAME STATUS REASON; exit 1 on a fault
+    kiosk diag --simulated [--inject R=F]    the same against the simulators (optionally one put in fault)
+    kiosk diag id-card --port PORT           read one ID card and print its fields as JSON (masked)
 """
 from __future__ import annotations
 
@@ -27,11 +30,24 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="walk one scripted visit and save every screen")
     demo.add_argument("--headless", action="store_true", help="render offscreen (no display needed)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="where screens and receipt go")
+    diag = sub.add_parser("diag", help="check every device, or read one card")
+    diag.add_argument("device", nargs="?", choices=["id-card"], help="read one card from this device")
+    diag.add_argument("--config", type=Path, help="terminal configuration (TOML)")
+    diag.add_argument("--simulated", action="store_true", help="start the device simulators and check those")
+    diag.add_argument("--inject", action="append", default=[], metavar="ROLE=FAULT",
+                      help="with --simulated: put a simulator into a fault first, e.g. receipt_printer=paper_out")
+    diag.add_argument("--verbose", "-v", action="store_true", help="add each device's own words to its line")
+    diag.add_argument("--port", help="id-card: the serial port of the reader")
+    diag.add_argument("--timeout", type=float, default=15.0, help="id-card: seconds to wait for a card")
+    diag.add_argument("--unmasked", action="store_true",
+                      help="id-card: print name and number in full (for the technician only; never in a ticket)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("transitions", "httpx", "root"):  # one line per HTTP call or callback drowns the story
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
+    if args.command == "diag":
+        return _diag(args)
     if args.command == "demo":
         if args.headless:
             os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -83,6 +99,54 @@ def _run(args: argparse.Namespace) -> int:
         kiosk.stop()
         if panel:
             panel.close()
+        if sims:
+            sims.stop()
+
+
+def _diag(args: argparse.Namespace) -> int:
+    from kiosk_app import diag
+
+    logging.getLogger().setLevel(logging.WARNING)  # the findings are the output; driver chatter is not
+    if args.device == "id-card":
+        if not args.port:
+            print("kiosk diag id-card: give --port, e.g. --port /dev/ttyUSB0", file=sys.stderr)
+            return 2
+        try:
+            print(diag.card_json(diag.read_id_card(args.port, args.timeout, unmasked=args.unmasked)))
+        except TimeoutError as exc:
+            print(f"id-card: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:
+            print(f"id-card: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    sims = None
+    if args.simulated:
+        from kiosk_app.simulated import SimulatedDevices
+        sims = SimulatedDevices(Path(tempfile.mkdtemp(prefix="kiosk-devices-")))
+        devices = sims.start()
+    elif args.config:
+        from kiosk_app.config import KioskConfig
+        devices = KioskConfig.load(args.config).devices
+    else:
+        print("kiosk diag: give --config FILE, or --simulated", file=sys.stderr)
+        return 2
+    try:
+        for item in args.inject:
+            if sims is None:
+                print("kiosk diag: --inject needs --simulated", file=sys.stderr)
+                return 2
+            role, _, fault = item.partition("=")
+            try:
+                sims.inject(role, fault)
+            except ValueError as exc:
+                print(f"kiosk diag: {exc}", file=sys.stderr)
+                return 2
+        findings = diag.check_all(devices)
+        for finding in findings:
+            print(finding.line(args.verbose))
+        return diag.exit_status(findings)
+    finally:
         if sims:
             sims.stop()
 

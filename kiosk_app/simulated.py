@@ -33,6 +33,28 @@ class SimulatedDevices:
             "receipt_printer": {"driver": "network", "host": "127.0.0.1", "port": self.printer.port},
         }
 
+    FAULTS = {
+        "id_card": ("sam_fault", "off"),
+        "receipt_printer": ("paper_out", "paper_low", "cover_open", "cutter_jammed", "off"),
+    }
+
+    def inject(self, role: str, fault: str) -> None:
+        """Put one simulator into a fault a technician meets in the field ("off" is switched off)."""
+        if fault not in self.FAULTS.get(role, ()):
+            known = "; ".join(f"{r}: {', '.join(f)}" for r, f in self.FAULTS.items())
+            raise ValueError(f"no fault {fault!r} for {role!r} (known: {known})")
+        if role == "id_card" and self.id_card:
+            if fault == "off":
+                self.id_card.stop()
+            else:
+                self.id_card.sam_ok = False
+        elif role == "receipt_printer" and self.printer:
+            if fault == "off":
+                self.printer.stop()
+            else:
+                attr = {"paper_low": "paper_near_end"}.get(fault, fault)
+                setattr(self.printer, attr, True)
+
     def stop(self) -> None:
         if self.id_card:
             self.id_card.stop()
