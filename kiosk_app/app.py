@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import partial
 from zoneinfo import ZoneInfo
 
-from PySide6.QtCore import QEvent, QObject
+from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
 from drivers.device import DeviceProxy, DeviceWorker
@@ -21,11 +21,15 @@ from drivers.idcard.reader import IdCardPoller
 from kiosk_app.backend_client import HttpBackend
 from kiosk_app.config import KioskConfig
 from kiosk_app.devices import make_device
+from kiosk_app.diagnostics import Diagnostics
+from kiosk_app.log_tail import LogTail
+from kiosk_app.pin import PinGate
 from ui.window import KioskWindow, ViewBridge
 from workflows.backend import BackendError, BackendUnavailable
 from workflows.journal import Journal
 from workflows.registration import SameDayRegistration, Timeouts
 from workflows.runner import WorkflowRunner
+from workflows.view import View
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +69,19 @@ class Kiosk:
         self.workflow = SameDayRegistration(self.backend, self.printer, self.journal, self.bridge.publish,
                                             terminal_id, timeouts, now=now)
         self.runner = WorkflowRunner(self.workflow)
-        self.poller = IdCardPoller(self.reader, on_card=lambda card: self.runner.post("card_read", card=card),
+        self.log_tail = LogTail()
+        logging.getLogger().addHandler(self.log_tail)
+        self.diagnostics = Diagnostics(self.bridge.publish, self.workers, self.health,
+                                       PinGate(config.technician_pin_hash), self.log_tail)
+        self.poller = IdCardPoller(self.reader, on_card=self._on_card,
                                    on_error=lambda exc: log.warning("ID-card reader: %s", exc),
                                    on_health=partial(self._device_health, "id_card"))
-        self.window = KioskWindow(self.runner.post, self._hospital_name(), terminal_id, now=now)
-        self.bridge.changed.connect(self.window.render)
+        self.window = KioskWindow(self._on_intent, self._hospital_name(), terminal_id, now=now)
         self.bridge.changed.connect(self._on_view)
+        self._workflow_view = self.window.view  # what to show again when diagnostics close
+        self._diag_timer = QTimer()
+        self._diag_timer.timeout.connect(self._close_idle_diagnostics)
+        self._diag_timer.start(1000)
         self.activity = ActivityFilter(self.runner)
         app.installEventFilter(self.activity)
 
@@ -79,9 +90,42 @@ class Kiosk:
         self.health[role] = health
         self.runner.post("device_health", device=role, health=health)
 
-    def _on_view(self, view) -> None:
+    def _on_intent(self, intent: str, **kwargs) -> None:
+        """Taps from the window: diagnostic intents stay here, everything else is the visit's."""
+        if intent == "diag_open":
+            self.diagnostics.open()
+        elif intent.startswith("diag_"):
+            self.diagnostics.handle(intent, **kwargs)
+            if not (self.diagnostics.active or self.diagnostics.asking_pin):
+                self.window.render(self._workflow_view)
+        else:
+            self.runner.post(intent, **kwargs)
+
+    def _on_card(self, card) -> None:
+        """On the reader's thread. While the technician is in, a card is a test read, never a visit."""
+        if self.diagnostics.active:
+            if self.diagnostics.waiting_for == "id_card":
+                self.diagnostics.card_read(card.to_dict(masked=True))
+            return
+        self.runner.post("card_read", card=card)
+
+    def _on_view(self, view: View) -> None:
+        if view.screen.startswith("diag"):
+            if self.diagnostics.active or self.diagnostics.asking_pin:
+                self.window.render(view)
+            return
+        self._workflow_view = view
+        if self.diagnostics.active or self.diagnostics.asking_pin:
+            return  # the visit's screens wait behind the technician's
+        self.window.render(view)
         if view.screen == "insert_card":
             self.poller.rearm()  # a card laid down before the patient touched the service counts too
+
+    def _close_idle_diagnostics(self) -> None:
+        if self.diagnostics.expired():
+            log.info("diagnostic mode left idle; back to the patient screens")
+            self.diagnostics.close()
+            self.window.render(self._workflow_view)
 
     def _hospital_name(self) -> str:
         try:
@@ -109,4 +153,6 @@ class Kiosk:
         self.backend.close()
         self.journal.close()
         self.app.removeEventFilter(self.activity)
+        self._diag_timer.stop()
+        logging.getLogger().removeHandler(self.log_tail)
         self.window.close()

@@ -6,6 +6,7 @@
     kiosk diag --config kiosk.toml           one line per device: NAME STATUS REASON; exit 1 on a fault
     kiosk diag --simulated [--inject R=F]    the same against the simulators (optionally one put in fault)
     kiosk diag id-card --port PORT           read one ID card and print its fields as JSON (masked)
+    kiosk pin-hash                           hash a technician PIN for `technician_pin_hash` in kiosk.toml
 """
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+
+# Only for simulated terminals, which guard nothing; a real terminal has no diagnostic mode until its
+# configuration holds a hash made with `kiosk pin-hash`.
+SIMULATED_TECHNICIAN_PIN = "246810"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     diag.add_argument("--timeout", type=float, default=15.0, help="id-card: seconds to wait for a card")
     diag.add_argument("--unmasked", action="store_true",
                       help="id-card: print name and number in full (for the technician only; never in a ticket)")
+    sub.add_parser("pin-hash", help="read a technician PIN from stdin and print its hash for kiosk.toml")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("transitions", "httpx", "root"):  # one line per HTTP call or callback drowns the story
@@ -48,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "diag":
         return _diag(args)
+    if args.command == "pin-hash":
+        return _pin_hash()
     if args.command == "demo":
         if args.headless:
             os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -71,6 +79,11 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if args.windowed:
         config.fullscreen = False
+    if args.simulated and not config.technician_pin_hash:
+        from kiosk_app.pin import hash_pin
+        config.technician_pin_hash = hash_pin(SIMULATED_TECHNICIAN_PIN)
+        logging.getLogger(__name__).info("simulated terminal: technician PIN %s (five taps on the header)",
+                                         SIMULATED_TECHNICIAN_PIN)
     app = QApplication(sys.argv[:1])
     sims = None
     if args.simulated:
@@ -101,6 +114,19 @@ def _run(args: argparse.Namespace) -> int:
             panel.close()
         if sims:
             sims.stop()
+
+
+def _pin_hash() -> int:
+    import getpass
+
+    from kiosk_app.pin import PinFormatError, hash_pin
+    pin = getpass.getpass("technician PIN: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+    try:
+        print(f'technician_pin_hash = "{hash_pin(pin)}"')
+    except PinFormatError as exc:
+        print(f"kiosk pin-hash: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _diag(args: argparse.Namespace) -> int:

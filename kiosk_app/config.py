@@ -38,6 +38,7 @@ class KioskConfig:
     idle_seconds: float = 90.0
     timezone: str = "Asia/Shanghai"  # the hospital's clock, whatever the terminal's OS is set to
     device_poll_seconds: float = 2.0  # how soon a printer out of paper switches its services off
+    technician_pin_hash: str = ""  # `kiosk pin-hash`; empty: no diagnostic mode on the glass
 
     @classmethod
     def load(cls, path: Path) -> "KioskConfig":
@@ -51,4 +52,5 @@ class KioskConfig:
                    devices=raw.get("devices", {}), hospital_name=raw.get("hospital_name", cls.hospital_name),
                    fullscreen=raw.get("fullscreen", True), idle_seconds=float(raw.get("idle_seconds", 90)),
                    timezone=raw.get("timezone", cls.timezone),
-                   device_poll_seconds=float(raw.get("device_poll_seconds", cls.device_poll_seconds)))
+                   device_poll_seconds=float(raw.get("device_poll_seconds", cls.device_poll_seconds)),
+                   technician_pin_hash=raw.get("technician_pin_hash", ""))

@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 from typing import Callable
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QStackedWidget, QVBoxLayout, QWidget
 
 from ui import theme
@@ -17,6 +17,7 @@ from ui.screens.base import Screen, Send
 from ui.screens.card import InsertCardScreen
 from ui.screens.choose import DepartmentsScreen, DoctorsScreen, SlotsScreen
 from ui.screens.confirm import ConfirmScreen
+from ui.screens.diag import DiagPinScreen, DiagScreen
 from ui.screens.home import HomeScreen
 from ui.screens.payment import PaymentScreen
 from ui.screens.result import BusyScreen, DoneScreen, ErrorScreen
@@ -27,6 +28,7 @@ SCREENS: dict[str, type[Screen]] = {
     "home": HomeScreen, "insert_card": InsertCardScreen, "departments": DepartmentsScreen,
     "doctors": DoctorsScreen, "slots": SlotsScreen, "confirm": ConfirmScreen, "payment": PaymentScreen,
     "busy": BusyScreen, "done": DoneScreen, "error": ErrorScreen,
+    "diag_pin": DiagPinScreen, "diag": DiagScreen,
 }
 WEEKDAYS = "一二三四五六日"
 
@@ -38,6 +40,27 @@ class ViewBridge(QObject):
 
     def publish(self, view: View) -> None:
         self.changed.emit(view)
+
+
+class HiddenGesture(QObject):
+    """Five taps on the header within three seconds: easy for a technician who knows, never done by chance."""
+
+    TAPS, WINDOW = 5, 3.0
+
+    def __init__(self, on_gesture: Callable[[], None], clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.on_gesture = on_gesture
+        self.clock = clock
+        self._taps: list[float] = []
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.MouseButtonPress:
+            now = self.clock()
+            self._taps = [t for t in self._taps if now - t < self.WINDOW] + [now]
+            if len(self._taps) >= self.TAPS:
+                self._taps.clear()
+                self.on_gesture()
+        return False
 
 
 class KioskWindow(QWidget):
@@ -66,6 +89,8 @@ class KioskWindow(QWidget):
         self.clock = label("", 30, color="white", align=Qt.AlignmentFlag.AlignRight)
         hl.addWidget(self.clock)
         root.addWidget(header)
+        self.gesture = HiddenGesture(self._diag_gesture)
+        header.installEventFilter(self.gesture)
 
         self.patient_bar = QFrame()
         self.patient_bar.setObjectName("PatientBar")
@@ -106,6 +131,10 @@ class KioskWindow(QWidget):
         self._timer.timeout.connect(self._tick)
         self._timer.start(500)
         self.render(self.view)
+
+    def _diag_gesture(self) -> None:
+        if self.view.screen == "home":  # never in the middle of a patient's visit
+            self._send("diag_open")
 
     def _send(self, intent: str, **kwargs) -> None:
         self.send(intent, **kwargs)
