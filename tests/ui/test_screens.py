@@ -23,6 +23,10 @@ ORDER = {"order_no": "R1", "amount_fen": 5000, "department": {"name": "心血管
                                                                   "end": "14:30"},
          "payment": {"code_url": "weixin://wxpay/bizpayurl?pr=abc"},
          "registration": {"queue_no": 12, "visit_code": "V1", "location": "门诊楼2层 B区 5诊室"}}
+DEVICES = [{"role": r, "name": "社保卡/银行卡读卡器", "name_en": "PC/SC card reader", "status": st, "reason": "paper_out",
+            "detail": "纸张用完 / the printer is out of paper"}
+           for r, st in zip(["id_card", "pcsc", "scanner", "camera", "receipt_printer", "report_printer", "pinpad"],
+                            ["ok", "ok", "fault", "ok", "degraded", "fault", "ok"])]
 VIEWS = [
     View("home"), View("insert_card", can_cancel=True),
     View("busy", {"text": "正在查询您的就诊信息…", "text_en": "Looking up"}, patient=PATIENT),
@@ -38,6 +42,9 @@ VIEWS = [
     View("home", {"services": {"start": {
         "available": False, "reason": "身份证读卡器、凭条打印机暂时故障，请到其他自助机或人工窗口办理",
         "reason_en": "Out of order: ID-card reader, receipt printer. Please use another kiosk or a counter."}}}),
+    View("diag_pin", {"length": 6}, message="密码错误", message_en="Wrong PIN"),
+    View("diag", {"devices": DEVICES, "result": {"role": "id_card", "lines": ["读卡成功 / card read", "x" * 200]},
+                  "log": ["09:41 I drivers.device: receipt_printer: degraded paper_low"] * 40}),
 ]
 
 
@@ -93,7 +100,7 @@ def test_cancel_hidden_once_paid(window):
 
 def test_home_switches_a_service_off_with_the_reason_and_back_on(window, qtbot):
     from kiosk_app.scripted import ScriptError, click_tile
-    window.render(VIEWS[-1])
+    window.render(next(v for v in VIEWS if v.data.get("services")))
     qtbot.wait(10)
     with pytest.raises(ScriptError):
         click_tile(window, "当日挂号")

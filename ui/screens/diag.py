@@ -9,7 +9,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QSizePolicy, QVBoxLayout, QWidget
 
 from ui import theme
 from ui.screens.base import Screen, Send
@@ -20,6 +20,12 @@ STATUS_STYLE = {"ok": ("正常 OK", theme.ACCENT), "degraded": ("注意 Degraded
                 "fault": ("故障 Fault", theme.DANGER)}
 
 
+def _no_width_demand(widget: QLabel) -> QLabel:
+    """A device path or a serial number has no place to wrap; it must not push the screen wider."""
+    widget.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    return widget
+
+
 class DiagPinScreen(Screen):
     """Six digits on a keypad; the digits typed stay in this widget and leave it only as the attempt."""
 
@@ -27,7 +33,10 @@ class DiagPinScreen(Screen):
         super().__init__(send)
         self.length = 6
         self.typed = ""
-        self.body.addWidget(title_block("维护模式", "Technician mode: enter the PIN"))
+        top = QHBoxLayout()
+        top.addWidget(title_block("维护模式", "Technician mode: enter the PIN"), 1)
+        top.addWidget(button("返回  Exit", "danger", self.intent("diag_exit"), 300))
+        self.body.addLayout(top)
         self.dots = label("", 64, True, align=Qt.AlignmentFlag.AlignCenter)
         self.body.addWidget(self.dots)
         self.message = label("", 28, True, theme.DANGER, Qt.AlignmentFlag.AlignCenter)
@@ -39,7 +48,6 @@ class DiagPinScreen(Screen):
         for i, key in enumerate(keys):
             btn = button(key, min_width=220)
             btn.clicked.connect(lambda _checked=False, k=key: self._press(k))
-            btn.setMinimumHeight(110)
             self.keys.append(btn)
             pad.addWidget(btn, i // 3, i % 3)
         host = QWidget()
@@ -49,10 +57,6 @@ class DiagPinScreen(Screen):
         row.addWidget(host)
         row.addStretch(1)
         self.body.addLayout(row)
-        exit_row = QHBoxLayout()
-        exit_row.addStretch(1)
-        exit_row.addWidget(button("返回  Exit", "danger", self.intent("diag_exit"), 320))
-        self.body.addLayout(exit_row)
         self.body.addStretch(1)
 
     def render(self, view: View) -> None:
@@ -91,7 +95,8 @@ class DiagScreen(Screen):
         columns = QHBoxLayout()
         columns.setSpacing(24)
         self.devices = QVBoxLayout()
-        self.devices.setSpacing(10)
+        self.devices.setSpacing(6)
+        self.devices.setContentsMargins(0, 0, 0, 0)
         left = QWidget()
         left.setLayout(self.devices)
         columns.addWidget(left, 3)
@@ -100,6 +105,7 @@ class DiagScreen(Screen):
         right.addWidget(self.result_title)
         self.result = label("选择一台设备进行自检。  Choose a device to test.", 22, wrap=True)
         self.result.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        _no_width_demand(self.result)
         right.addWidget(self.result)
         self.image = QLabel()
         self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -139,7 +145,7 @@ class DiagScreen(Screen):
         row = QFrame()
         row.setObjectName("Card")
         box = QHBoxLayout(row)
-        box.setContentsMargins(20, 4, 12, 4)
+        box.setContentsMargins(20, 0, 0, 0)
         names = QVBoxLayout()
         names.setSpacing(0)
         names.addWidget(label(device["name"], 26, True))
@@ -148,7 +154,7 @@ class DiagScreen(Screen):
         text, colour = STATUS_STYLE.get(device["status"], (device["status"], theme.MUTED))
         box.addWidget(label(text, 24, True, colour), 2)
         why = device["reason"] + (f"\n{device['detail']}" if device["detail"] else "")
-        box.addWidget(label(why, 16, color=theme.MUTED, wrap=True), 4)
+        box.addWidget(_no_width_demand(label(why, 16, color=theme.MUTED, wrap=True)), 4)
         box.addWidget(button("自检  Test", on_click=self.intent("diag_self_test", role=device["role"]),
                              min_width=180))
         return row
