@@ -1,14 +1,14 @@
 """Device selection by configuration: `[devices.<role>]` names a driver and its parameters.
 
-Only the drivers the registration visit needs exist so far; an unknown driver name is a configuration
-error reported at start-up, not a crash in the middle of a visit.
+An unknown driver name or a missing parameter is a configuration error reported at start-up, not a crash
+in the middle of a visit.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from drivers.idcard.reader import SerialIdCardReader
-from drivers.receipt.printer import NetworkReceiptPrinter
+from drivers.receipt.printer import NetworkReceiptPrinter, SerialReceiptPrinter
 
 
 class ConfigError(Exception):
@@ -23,9 +23,13 @@ def _network_printer(p: dict[str, Any]) -> NetworkReceiptPrinter:
     return NetworkReceiptPrinter(p["host"], int(p.get("port", 9100)))
 
 
+def _serial_printer(p: dict[str, Any]) -> SerialReceiptPrinter:
+    return SerialReceiptPrinter(p["port"], baudrate=int(p.get("baudrate", 19200)))
+
+
 FACTORIES: dict[str, dict[str, Callable[[dict[str, Any]], Any]]] = {
     "id_card": {"serial": _serial_id_card},
-    "receipt_printer": {"network": _network_printer},
+    "receipt_printer": {"network": _network_printer, "serial": _serial_printer},
 }
 
 

@@ -1,13 +1,16 @@
-"""ESC/POS receipt printer on the network (raw TCP, port 9100), built on python-escpos.
+"""ESC/POS receipt printers on the network (raw TCP, port 9100) or a serial line, built on python-escpos.
 
 The document is rendered to bytes first and sent in one go: a slip that cannot be rendered (a QR code too
-wide for the paper) fails before any paper moves, and a network fault surfaces as one `PrinterError`.
+wide for the paper) fails before any paper moves, and a line fault surfaces as one `PrinterError`. Health
+comes from the printer itself (DLE EOT), the same four questions on either wire.
 """
 from __future__ import annotations
 
 import socket
+import termios
 from typing import Sequence
 
+import serial
 from escpos.exceptions import Error as EscposError
 from escpos.printer import Dummy, Network
 
@@ -28,6 +31,8 @@ ENCODING = "gb18030"
 
 
 DLE_EOT = b"\x10\x04"
+# A serial port whose other end vanished fails in any of these, depending on which call noticed first.
+LINE_ERRORS = (serial.SerialException, OSError, termios.error)
 
 
 class PrinterError(Exception):
@@ -66,14 +71,40 @@ def render_document(blocks: Sequence[Block]) -> bytes:
     return out.output
 
 
-class NetworkReceiptPrinter:
+class _EscposReceiptPrinter:
+    """What every wire has in common: the self-test slip and the render-then-send print path."""
+
+    address = ""
+
+    def self_test(self) -> Health:
+        health = self.health()
+        if health.usable:
+            self.print_document([Text("自助机凭条打印机自检 / receipt printer self-test", align="center", bold=True),
+                                 Rule(), Text(f"{self.address}"), Feed(2)])
+        return health
+
+    def health(self) -> Health:
+        raise NotImplementedError
+
+    def print_document(self, blocks: Sequence[Block]) -> None:
+        try:
+            data = render_document(blocks)
+        except (EscposError, ValueError, TypeError) as exc:
+            raise PrinterError(f"凭条无法排版 / the receipt cannot be laid out: {exc}") from exc
+        self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+
+class NetworkReceiptPrinter(_EscposReceiptPrinter):
     def __init__(self, host: str, port: int = 9100, timeout: float = 5.0) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
 
     @property
-    def address(self) -> str:
+    def address(self) -> str:  # type: ignore[override]
         return f"{self.host}:{self.port}"
 
     def open(self) -> None:
@@ -102,18 +133,7 @@ class NetworkReceiptPrinter:
             return Health.fault("disconnected", f"receipt printer {self.address} is unreachable: {exc}")
         return health_from_status(answers)
 
-    def self_test(self) -> Health:
-        health = self.health()
-        if health.usable:
-            self.print_document([Text("自助机凭条打印机自检 / receipt printer self-test", align="center", bold=True),
-                                 Rule(), Text(f"{self.address}"), Feed(2)])
-        return health
-
-    def print_document(self, blocks: Sequence[Block]) -> None:
-        try:
-            data = render_document(blocks)
-        except (EscposError, ValueError, TypeError) as exc:
-            raise PrinterError(f"凭条无法排版 / the receipt cannot be laid out: {exc}") from exc
+    def _send(self, data: bytes) -> None:
         printer = self._connect()
         try:
             printer._raw(data)
@@ -140,3 +160,66 @@ class NetworkReceiptPrinter:
             raise PrinterError(f"打印机无法连接 / cannot connect to the receipt printer {self.address}: "
                                f"{exc}") from exc
         return printer
+
+
+class SerialReceiptPrinter(_EscposReceiptPrinter):
+    """A printer on RS-232 or a USB-serial adapter. The port stays open; the device worker keeps status
+    queries and jobs from interleaving on it."""
+
+    def __init__(self, port: str, baudrate: int = 19200, timeout: float = 2.0) -> None:
+        self.port = port
+        self.baudrate = baudrate
+        self.timeout = timeout
+        self._line: serial.Serial | None = None
+
+    @property
+    def address(self) -> str:  # type: ignore[override]
+        return self.port
+
+    def open(self) -> None:
+        if self._line is not None:
+            return
+        try:
+            self._line = serial.Serial(self.port, self.baudrate, timeout=self.timeout, write_timeout=self.timeout)
+        except (serial.SerialException, OSError) as exc:
+            raise PrinterError(f"打印机无法连接 / cannot open the receipt printer on {self.port}: {exc}") from exc
+
+    def close(self) -> None:
+        line, self._line = self._line, None
+        if line is not None:
+            try:
+                line.close()
+            except (serial.SerialException, OSError):
+                pass
+
+    def health(self) -> Health:
+        """A serial printer always answers DLE EOT, so silence is a printer switched off, not a quirk."""
+        answers: dict[int, int] = {}
+        try:
+            self.open()
+            assert self._line is not None
+            self._line.reset_input_buffer()
+            for n in QUERIES:
+                self._line.write(DLE_EOT + bytes([n]))
+                reply = self._line.read(1)
+                if not reply:
+                    return Health.fault("no_answer", f"receipt printer on {self.port} does not answer")
+                answers[n] = reply[0]
+        except PrinterError as exc:
+            return Health.fault("disconnected", str(exc))
+        except LINE_ERRORS as exc:
+            self.close()
+            return Health.fault("disconnected", f"receipt printer on {self.port} went away: {exc}")
+        return health_from_status(answers)
+
+    def _send(self, data: bytes) -> None:
+        self.open()
+        assert self._line is not None
+        try:
+            self._line.write(data)
+            self._line.flush()
+        except serial.SerialTimeoutException as exc:
+            raise PrinterError(f"打印超时 / receipt printer on {self.port} stopped taking data") from exc
+        except LINE_ERRORS as exc:
+            self.close()
+            raise PrinterError(f"打印中断 / receipt printer on {self.port} went away mid-job: {exc}") from exc

@@ -1,24 +1,29 @@
-"""A receipt printer on 127.0.0.1 that keeps what it was sent, so tests can read the slip back.
+"""Receipt printers that keep what they were sent, so tests can read the slip back: one on 127.0.0.1 TCP
+(each connection is one job, as on a raw port-9100 printer) and one on the device end of a serial pty pair
+(a job ends when the line goes quiet, as a serial printer simply prints what arrives).
 
-Each TCP connection is one job, as on a raw port-9100 printer. DLE EOT status queries get the answer an
-Epson-compatible printer gives for its current state: paper near end, paper out, cover open, cutter jammed,
-or `garbage` (a byte no real printer sends, for tests of the driver's error handling).
+DLE EOT status queries get the answer an Epson-compatible printer gives for its current state: paper near
+end, paper out, cover open, cutter jammed, or `garbage` (a byte no real printer sends, for tests of the
+driver's error handling).
 """
 from __future__ import annotations
 
+import os
 import socket
 import threading
+import time
+
+import serial
 
 DLE_EOT = b"\x10\x04"
 
 FIXED_BITS = 0x12  # every DLE EOT answer has bits 1 and 4 set and bits 0 and 7 clear
 
 
-class PrinterListener:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host = host
-        self._requested_port = port
-        self.port = 0
+class PrinterModel:
+    """The printer's side whatever the wire: its switches, its status answers and the jobs it printed."""
+
+    def __init__(self) -> None:
         self.paper_out = False
         self.paper_near_end = False
         self.cover_open = False
@@ -27,6 +32,57 @@ class PrinterListener:
         self.jobs: list[bytes] = []
         self._handed_out = 0
         self._cond = threading.Condition()
+
+    def wait_for_job(self, timeout: float) -> bytes:
+        """The next job not yet returned by this method, waiting up to `timeout` seconds for it."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.jobs) > self._handed_out, timeout=timeout):
+                raise TimeoutError(f"no print job arrived within {timeout} s")
+            job = self.jobs[self._handed_out]
+            self._handed_out += 1
+            return job
+
+    def status_byte(self, n: int) -> int:
+        """The answer to DLE EOT n, built bit by bit as in the ESC/POS reference."""
+        if self.garbage is not None:
+            return self.garbage
+        b = FIXED_BITS
+        if n == 1 and (self.paper_out or self.cover_open or self.cutter_jammed):
+            b |= 0x08  # offline
+        elif n == 2:
+            b |= (0x04 if self.cover_open else 0) | (0x20 if self.paper_out else 0) \
+                | (0x40 if self.cutter_jammed else 0)
+        elif n == 3 and self.cutter_jammed:
+            b |= 0x08  # autocutter error
+        elif n == 4:
+            b |= (0x0C if self.paper_near_end or self.paper_out else 0) | (0x60 if self.paper_out else 0)
+        return b
+
+    def _status_answers(self, chunk: bytes) -> bytes:
+        """Answer the queries at the end of a chunk: a host waiting for a status sends the query last.
+
+        Raster data can contain 10 04 by chance; only a trailing run of queries is taken as real.
+        """
+        answers = []
+        end = len(chunk)
+        while end >= 3 and chunk[end - 3:end - 1] == DLE_EOT and 1 <= chunk[end - 1] <= 4:
+            answers.append(self.status_byte(chunk[end - 1]))
+            end -= 3
+        return bytes(reversed(answers))
+
+    def _record(self, job: bytes) -> None:
+        if job and not only_status_queries(job):
+            with self._cond:
+                self.jobs.append(job)
+                self._cond.notify_all()
+
+
+class PrinterListener(PrinterModel):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__()
+        self.host = host
+        self._requested_port = port
+        self.port = 0
         self._server: socket.socket | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -57,31 +113,6 @@ class PrinterListener:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-    def wait_for_job(self, timeout: float) -> bytes:
-        """The next job not yet returned by this method, waiting up to `timeout` seconds for it."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self.jobs) > self._handed_out, timeout=timeout):
-                raise TimeoutError(f"no print job arrived within {timeout} s")
-            job = self.jobs[self._handed_out]
-            self._handed_out += 1
-            return job
-
-    def status_byte(self, n: int) -> int:
-        """The answer to DLE EOT n, built bit by bit as in the ESC/POS reference."""
-        if self.garbage is not None:
-            return self.garbage
-        b = FIXED_BITS
-        if n == 1 and (self.paper_out or self.cover_open or self.cutter_jammed):
-            b |= 0x08  # offline
-        elif n == 2:
-            b |= (0x04 if self.cover_open else 0) | (0x20 if self.paper_out else 0) \
-                | (0x40 if self.cutter_jammed else 0)
-        elif n == 3 and self.cutter_jammed:
-            b |= 0x08  # autocutter error
-        elif n == 4:
-            b |= (0x0C if self.paper_near_end or self.paper_out else 0) | (0x60 if self.paper_out else 0)
-        return b
 
     def _spawn(self, target, name: str, *args: object) -> None:  # type: ignore[no-untyped-def]
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -119,23 +150,57 @@ class PrinterListener:
                         conn.sendall(answers)
                     except OSError:
                         break
-        if job and not only_status_queries(bytes(job)):
-            with self._cond:
-                self.jobs.append(bytes(job))
-                self._cond.notify_all()
-
-    def _status_answers(self, chunk: bytes) -> bytes:
-        """Answer the queries at the end of a chunk: a host waiting for a status sends the query last.
-
-        Raster data can contain 10 04 by chance; only a trailing run of queries is taken as real.
-        """
-        answers = []
-        end = len(chunk)
-        while end >= 3 and chunk[end - 3:end - 1] == DLE_EOT and 1 <= chunk[end - 1] <= 4:
-            answers.append(self.status_byte(chunk[end - 1]))
-            end -= 3
-        return bytes(reversed(answers))
+        self._record(bytes(job))
 
 
 def only_status_queries(data: bytes) -> bool:
     return len(data) % 3 == 0 and all(data[i:i + 2] == DLE_EOT for i in range(0, len(data), 3))
+
+
+class SerialPrinterSimulator(PrinterModel):
+    """The printer on the device end of a pty pair. `stop()` is the printer switched off: it stops
+    answering, as a powered-down printer does, while the host's port stays open."""
+
+    JOB_GAP = 0.2  # seconds of quiet that end a job
+
+    def __init__(self, port: str | os.PathLike[str], baudrate: int = 19200) -> None:
+        super().__init__()
+        self.port = str(port)
+        self.baudrate = baudrate
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        line = serial.Serial(self.port, self.baudrate, timeout=0.05)
+        self._thread = threading.Thread(target=self._serve, args=(line,), name="serial-printer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _serve(self, line: serial.Serial) -> None:
+        job = bytearray()
+        last = time.monotonic()
+        with line:
+            while not self._stop.is_set():
+                try:
+                    chunk = line.read(4096)
+                except (serial.SerialException, OSError):
+                    break
+                now = time.monotonic()
+                if chunk:
+                    job += chunk
+                    last = now
+                    answers = self._status_answers(chunk)
+                    if answers:
+                        line.write(answers)
+                        if only_status_queries(bytes(job)):
+                            job.clear()
+                elif job and now - last > self.JOB_GAP:
+                    self._record(bytes(job))
+                    job.clear()
+        self._record(bytes(job))
