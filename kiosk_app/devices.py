@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from drivers.camera.camera import FaceCamera
 from drivers.idcard.reader import SerialIdCardReader
 from drivers.receipt.printer import NetworkReceiptPrinter, SerialReceiptPrinter
 
@@ -27,8 +28,13 @@ def _serial_printer(p: dict[str, Any]) -> SerialReceiptPrinter:
     return SerialReceiptPrinter(p["port"], baudrate=int(p.get("baudrate", 19200)))
 
 
+def _opencv_camera(p: dict[str, Any]) -> FaceCamera:
+    return FaceCamera(p["source"], loop=bool(p.get("loop", False)))
+
+
 FACTORIES: dict[str, dict[str, Callable[[dict[str, Any]], Any]]] = {
     "id_card": {"serial": _serial_id_card},
+    "camera": {"opencv": _opencv_camera},
     "receipt_printer": {"network": _network_printer, "serial": _serial_printer},
 }
 

@@ -1,11 +1,13 @@
 """Simulated devices for a machine with no hardware: the real drivers talk to these over the real wire
-protocols (a serial pseudo-terminal pair for the ID-card reader, TCP for the receipt printer)."""
+protocols (a serial pseudo-terminal pair for the ID-card reader, TCP for the receipt printer, a looping
+video file for the face camera)."""
 from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from drivers.camera.synthetic import face_video
 from drivers.idcard.protocol import IdentityCard
 from drivers.idcard.simulator import IdCardReaderSimulator
 from drivers.receipt.simulator import PrinterListener
@@ -19,6 +21,7 @@ class SimulatedDevices:
         self.serial: SerialPair | None = None
         self.id_card: IdCardReaderSimulator | None = None
         self.printer: PrinterListener | None = None
+        self.camera_video: Path | None = None
 
     def start(self) -> dict[str, dict[str, Any]]:
         """Start every simulator and return the `devices` configuration that points the drivers at them."""
@@ -28,14 +31,17 @@ class SimulatedDevices:
         self.id_card.start()
         self.printer = PrinterListener()
         self.printer.start()
+        self.camera_video = face_video(self.workdir / "camera.avi", count=20)
         return {
             "id_card": {"driver": "serial", "port": str(self.serial.host_end)},
+            "camera": {"driver": "opencv", "source": str(self.camera_video), "loop": True},
             "receipt_printer": {"driver": "network", "host": "127.0.0.1", "port": self.printer.port},
         }
 
     FAULTS = {
         "id_card": ("sam_fault", "off"),
         "receipt_printer": ("paper_out", "paper_low", "cover_open", "cutter_jammed", "off"),
+        "camera": ("off",),
     }
 
     def inject(self, role: str, fault: str) -> None:
@@ -48,6 +54,8 @@ class SimulatedDevices:
                 self.id_card.stop()
             else:
                 self.id_card.sam_ok = False
+        elif role == "camera" and self.camera_video:
+            self.camera_video.rename(self.camera_video.with_suffix(".unplugged"))
         elif role == "receipt_printer" and self.printer:
             if fault == "off":
                 self.printer.stop()

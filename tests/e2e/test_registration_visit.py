@@ -144,7 +144,6 @@ def test_printer_out_of_paper_switches_registration_off_and_refill_switches_it_o
     sims.printer.paper_out = False
     wait_until(qapp, lambda: k.window.screens["home"].tiles["start"].isEnabled(), poll + 2,
                "the service to come back within one poll")
-    qapp.processEvents()  # the new tile is shown on the next pass of the event loop
     click_tile(k.window, "当日挂号")
     wait_for_screen(qapp, k.window, "insert_card")
 

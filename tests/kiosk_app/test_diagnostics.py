@@ -125,3 +125,12 @@ def test_log_tail_reaches_the_panel(kiosk, qapp, qtbot):
     logging.getLogger("kiosk.test").warning("printer door slammed")
     click_button(k.window, "刷新")
     wait_until(qapp, lambda: "printer door slammed" in k.window.screens["diag"].log.toPlainText(), 5, "the log")
+
+
+def test_camera_test_shows_the_frame_with_the_detection_box(kiosk, qapp, qtbot, tmp_path):
+    k, _ = kiosk
+    enter(qtbot, qapp, k)
+    k.diagnostics.handle("diag_self_test", role="camera")
+    wait_until(qapp, lambda: k.window.screens["diag"].image.isVisible(), 15, "the camera preview")
+    assert "face quality ok" in texts(k.window)
+    k.window.grab().save(str(tmp_path / "diag-camera.png"))

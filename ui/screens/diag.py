@@ -126,8 +126,11 @@ class DiagScreen(Screen):
                 item.widget().hide()
                 item.widget().deleteLater()
         for device in view.data.get("devices", []):
-            self.devices.addWidget(self._row(device))
+            row = self._row(device)
+            self.devices.addWidget(row)
+            row.show()  # now, not on the next pass of the event loop
         self.devices.addStretch(1)
+        self.devices.activate()
         result: dict[str, Any] = view.data.get("result") or {}
         self.result.setText("\n".join(result.get("lines", [])) or "选择一台设备进行自检。  Choose a device to test.")
         image = result.get("image")
@@ -144,6 +147,7 @@ class DiagScreen(Screen):
     def _row(self, device: dict[str, Any]) -> QFrame:
         row = QFrame()
         row.setObjectName("Card")
+        row.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         box = QHBoxLayout(row)
         box.setContentsMargins(20, 0, 0, 0)
         names = QVBoxLayout()

@@ -63,4 +63,5 @@ class HomeScreen(Screen):
                 tile.clicked.connect(self.intent(intent))
                 self.tiles[intent] = tile
             self.grid.addWidget(tile, i // 3, i % 3)
+            tile.show()  # now, not on the next pass of the event loop
         self._shown = services
