@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from drivers.camera.camera import FaceCamera
 from drivers.idcard.reader import SerialIdCardReader
-from drivers.receipt.printer import NetworkReceiptPrinter, SerialReceiptPrinter
+from drivers.receipt.printer import NetworkReceiptPrinter, SerialReceiptPrinter, UsbReceiptPrinter
 
 
 class ConfigError(Exception):
@@ -32,10 +32,14 @@ def _opencv_camera(p: dict[str, Any]) -> FaceCamera:
     return FaceCamera(p["source"], loop=bool(p.get("loop", False)))
 
 
+def _usb_printer(p: dict[str, Any]) -> UsbReceiptPrinter:
+    return UsbReceiptPrinter(int(str(p["vendor_id"]), 0), int(str(p["product_id"]), 0))
+
+
 FACTORIES: dict[str, dict[str, Callable[[dict[str, Any]], Any]]] = {
     "id_card": {"serial": _serial_id_card},
     "camera": {"opencv": _opencv_camera},
-    "receipt_printer": {"network": _network_printer, "serial": _serial_printer},
+    "receipt_printer": {"network": _network_printer, "serial": _serial_printer, "usb": _usb_printer},
 }
 
 

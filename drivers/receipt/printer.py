@@ -1,4 +1,4 @@
-"""ESC/POS receipt printers on the network (raw TCP, port 9100) or a serial line, built on python-escpos.
+"""ESC/POS receipt printers on the network (raw TCP, port 9100), a serial line or USB, built on python-escpos.
 
 The document is rendered to bytes first and sent in one go: a slip that cannot be rendered (a QR code too
 wide for the paper) fails before any paper moves, and a line fault surfaces as one `PrinterError`. Health
@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import socket
 import termios
-from typing import Sequence
+from typing import Any, Sequence
 
 import serial
+import usb.core
+import usb.util
 from escpos.exceptions import Error as EscposError
-from escpos.printer import Dummy, Network
+from escpos.printer import Dummy, Network, Usb
 
 from drivers.health import Health
 from drivers.receipt.status import QUERIES, health_from_status
@@ -223,3 +225,75 @@ class SerialReceiptPrinter(_EscposReceiptPrinter):
         except LINE_ERRORS as exc:
             self.close()
             raise PrinterError(f"打印中断 / receipt printer on {self.port} went away mid-job: {exc}") from exc
+
+
+class UsbReceiptPrinter(_EscposReceiptPrinter):
+    """A printer on USB through python-escpos's `Usb` (pyusb). Each job and each status check claims the
+    device and releases it, so a printer unplugged and plugged back is simply found again."""
+
+    def __init__(self, vendor_id: int, product_id: int, timeout: float = 5.0, in_ep: int = 0x82,
+                 out_ep: int = 0x01, backend: Any = None) -> None:
+        self.vendor_id, self.product_id = vendor_id, product_id
+        self.timeout = timeout
+        self.in_ep, self.out_ep = in_ep, out_ep
+        self.backend = backend  # None: libusb; tests pass the simulator's backend
+
+    @property
+    def address(self) -> str:  # type: ignore[override]
+        return f"usb {self.vendor_id:04x}:{self.product_id:04x}"
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def health(self) -> Health:
+        answers: dict[int, int] = {}
+        try:
+            printer = self._claim()
+        except PrinterError as exc:
+            return Health.fault("disconnected", str(exc))
+        try:
+            for n in QUERIES:
+                printer._raw(DLE_EOT + bytes([n]))
+                reply = bytes(printer.device.read(self.in_ep, 1, int(self.timeout * 1000)))
+                if not reply:
+                    return Health.fault("no_answer", f"receipt printer {self.address} does not answer")
+                answers[n] = reply[0]
+        except usb.core.USBTimeoutError:
+            return Health.fault("no_answer", f"receipt printer {self.address} does not answer")
+        except usb.core.USBError as exc:
+            return Health.fault("disconnected", f"receipt printer {self.address} went away: {exc}")
+        finally:
+            _release(printer)
+        return health_from_status(answers)
+
+    def _send(self, data: bytes) -> None:
+        printer = self._claim()
+        try:
+            printer._raw(data)
+        except usb.core.USBTimeoutError as exc:
+            raise PrinterError(f"打印超时 / receipt printer {self.address} stopped taking data") from exc
+        except usb.core.USBError as exc:
+            raise PrinterError(f"打印中断 / receipt printer {self.address} went away mid-job: {exc}") from exc
+        finally:
+            _release(printer)
+
+    def _claim(self) -> Usb:
+        usb_args = {"backend": self.backend} if self.backend is not None else {}
+        printer = Usb(self.vendor_id, self.product_id, usb_args=usb_args, timeout=int(self.timeout * 1000),
+                      in_ep=self.in_ep, out_ep=self.out_ep, profile=PROFILE_NAME)
+        try:
+            printer.open()
+        except EscposError as exc:
+            raise PrinterError(f"打印机未连接 / receipt printer {self.address} is not on the USB bus: "
+                               f"{exc}") from exc
+        return printer
+
+
+def _release(printer: Usb) -> None:
+    try:
+        usb.util.dispose_resources(printer.device)
+    except (usb.core.USBError, AttributeError):
+        pass

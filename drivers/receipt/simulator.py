@@ -1,6 +1,7 @@
 """Receipt printers that keep what they were sent, so tests can read the slip back: one on 127.0.0.1 TCP
 (each connection is one job, as on a raw port-9100 printer) and one on the device end of a serial pty pair
-(a job ends when the line goes quiet, as a serial printer simply prints what arrives).
+(a job ends when the line goes quiet, as a serial printer simply prints what arrives), and one at the pyusb
+backend layer for the USB printer driver.
 
 DLE EOT status queries get the answer an Epson-compatible printer gives for its current state: paper near
 end, paper out, cover open, cutter jammed, or `garbage` (a byte no real printer sends, for tests of the
@@ -8,12 +9,17 @@ driver's error handling).
 """
 from __future__ import annotations
 
+import array
+import errno
 import os
 import socket
 import threading
 import time
+from types import SimpleNamespace
 
 import serial
+import usb.backend
+import usb.core
 
 DLE_EOT = b"\x10\x04"
 
@@ -204,3 +210,116 @@ class SerialPrinterSimulator(PrinterModel):
                     self._record(bytes(job))
                     job.clear()
         self._record(bytes(job))
+
+
+def _descriptor(**fields: object) -> SimpleNamespace:
+    return SimpleNamespace(extra_descriptors=b"", **fields)
+
+
+class UsbPrinterBackend(PrinterModel, usb.backend.IBackend):
+    """A pyusb backend with one ESC/POS printer on it (USB printer class, bulk OUT 0x01 and bulk IN 0x82).
+
+    No USB bus can be emulated on a build machine, so the fake sits where libusb would: the driver and
+    python-escpos make their own pyusb calls unchanged. A job is what was written between claiming the
+    interface and releasing it; `unplug` fails every call with ENODEV, as libusb does.
+    """
+
+    VENDOR_ID, PRODUCT_ID = 0x1209, 0x0002  # pid.codes test IDs: nothing real matches them
+    OUT_EP, IN_EP = 0x01, 0x82
+
+    def __init__(self) -> None:
+        PrinterModel.__init__(self)
+        usb.backend.IBackend.__init__(self)
+        self.plugged = True
+        self._job = bytearray()
+        self._replies = bytearray()
+
+    def unplug(self) -> None:
+        self.plugged = False
+
+    def plug(self) -> None:
+        self.plugged = True
+
+    def _check(self) -> None:
+        if not self.plugged:
+            raise usb.core.USBError("No such device (it may have been disconnected)", -4, errno.ENODEV)
+
+    def enumerate_devices(self):  # type: ignore[no-untyped-def]
+        return ["printer"] if self.plugged else []
+
+    def get_parent(self, dev: object) -> None:
+        return None
+
+    def get_device_descriptor(self, dev: object) -> SimpleNamespace:
+        return _descriptor(bLength=18, bDescriptorType=1, bcdUSB=0x0200, bDeviceClass=0, bDeviceSubClass=0,
+                           bDeviceProtocol=0, bMaxPacketSize0=64, idVendor=self.VENDOR_ID,
+                           idProduct=self.PRODUCT_ID, bcdDevice=0x0100, iManufacturer=0, iProduct=0,
+                           iSerialNumber=0, bNumConfigurations=1, address=8, bus=1, port_number=2,
+                           port_numbers=(2,), speed=2)
+
+    def get_configuration_descriptor(self, dev: object, config: int) -> SimpleNamespace:
+        if config != 0:
+            raise IndexError(config)
+        return _descriptor(bLength=9, bDescriptorType=2, wTotalLength=32, bNumInterfaces=1,
+                           bConfigurationValue=1, iConfiguration=0, bmAttributes=0xC0, bMaxPower=1)
+
+    def get_interface_descriptor(self, dev: object, intf: int, alt: int, config: int) -> SimpleNamespace:
+        if (intf, alt, config) != (0, 0, 0):
+            raise IndexError((intf, alt, config))
+        return _descriptor(bLength=9, bDescriptorType=4, bInterfaceNumber=0, bAlternateSetting=0,
+                           bNumEndpoints=2, bInterfaceClass=7, bInterfaceSubClass=1, bInterfaceProtocol=2,
+                           iInterface=0)
+
+    def get_endpoint_descriptor(self, dev: object, ep: int, intf: int, alt: int, config: int) -> SimpleNamespace:
+        if ep not in (0, 1) or (intf, alt, config) != (0, 0, 0):
+            raise IndexError((ep, intf, alt, config))
+        return _descriptor(bLength=7, bDescriptorType=5, bEndpointAddress=(self.OUT_EP, self.IN_EP)[ep],
+                           bmAttributes=0x02, wMaxPacketSize=64, bInterval=0, bRefresh=0, bSynchAddress=0)
+
+    def open_device(self, dev: object) -> str:
+        self._check()
+        return "handle"
+
+    def close_device(self, dev_handle: object) -> None:
+        pass
+
+    def set_configuration(self, dev_handle: object, config_value: int) -> None:
+        self._check()
+
+    def get_configuration(self, dev_handle: object) -> int:
+        self._check()
+        return 1
+
+    def reset_device(self, dev_handle: object) -> None:
+        self._check()
+
+    def claim_interface(self, dev_handle: object, intf: int) -> None:
+        self._check()
+        self._job.clear()
+
+    def release_interface(self, dev_handle: object, intf: int) -> None:
+        job, self._job = bytes(self._job), bytearray()
+        self._record(job)
+
+    def is_kernel_driver_active(self, dev_handle: object, intf: int) -> bool:
+        self._check()
+        return False
+
+    def detach_kernel_driver(self, dev_handle: object, intf: int) -> None:
+        self._check()
+
+    def bulk_write(self, dev_handle: object, ep: int, intf: int, data: array.array, timeout: int) -> int:
+        self._check()
+        chunk = bytes(data)
+        self._job += chunk
+        self._replies += self._status_answers(chunk)
+        return len(chunk)
+
+    def bulk_read(self, dev_handle: object, ep: int, intf: int, buff: array.array, timeout: int) -> int:
+        self._check()
+        if not self._replies:
+            raise usb.core.USBTimeoutError("Operation timed out", -7, errno.ETIMEDOUT)
+        n = min(len(buff), len(self._replies))
+        buff[:n] = array.array("B", self._replies[:n])
+        del self._replies[:n]
+        return n
