@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from drivers.camera.camera import FaceCamera
 from drivers.idcard.reader import SerialIdCardReader
+from drivers.report.printer import CupsReportPrinter
 from drivers.receipt.printer import NetworkReceiptPrinter, SerialReceiptPrinter, UsbReceiptPrinter
 
 
@@ -36,9 +37,14 @@ def _usb_printer(p: dict[str, Any]) -> UsbReceiptPrinter:
     return UsbReceiptPrinter(int(str(p["vendor_id"]), 0), int(str(p["product_id"]), 0))
 
 
+def _cups_report_printer(p: dict[str, Any]) -> CupsReportPrinter:
+    return CupsReportPrinter(p["queue"], server=p.get("server"), job_timeout=float(p.get("job_timeout", 120)))
+
+
 FACTORIES: dict[str, dict[str, Callable[[dict[str, Any]], Any]]] = {
     "id_card": {"serial": _serial_id_card},
     "camera": {"opencv": _opencv_camera},
+    "report_printer": {"cups": _cups_report_printer},
     "receipt_printer": {"network": _network_printer, "serial": _serial_printer, "usb": _usb_printer},
 }
 

@@ -1,8 +1,9 @@
 """Simulated devices for a machine with no hardware: the real drivers talk to these over the real wire
 protocols (a serial pseudo-terminal pair for the ID-card reader, TCP for the receipt printer, a looping
-video file for the face camera)."""
+video file for the face camera, a private cupsd with a cups-pdf queue for the report printer)."""
 from __future__ import annotations
 
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,9 @@ from typing import Any
 from drivers.camera.synthetic import face_video
 from drivers.idcard.protocol import IdentityCard
 from drivers.idcard.simulator import IdCardReaderSimulator
+from drivers.report.pdf import test_page_pdf
+from drivers.report.printer import CupsReportPrinter
+from drivers.report.testbed import FAULT_SCHEME, CupsTestbed
 from drivers.receipt.simulator import PrinterListener
 from drivers.serial_pair import SerialPair
 
@@ -22,6 +26,7 @@ class SimulatedDevices:
         self.id_card: IdCardReaderSimulator | None = None
         self.printer: PrinterListener | None = None
         self.camera_video: Path | None = None
+        self.cups: CupsTestbed | None = None
 
     def start(self) -> dict[str, dict[str, Any]]:
         """Start every simulator and return the `devices` configuration that points the drivers at them."""
@@ -32,16 +37,20 @@ class SimulatedDevices:
         self.printer = PrinterListener()
         self.printer.start()
         self.camera_video = face_video(self.workdir / "camera.avi", count=20)
+        self.cups = CupsTestbed(die_with_parent=False)  # a private cupsd with a cups-pdf queue
+        queue = self.cups.start()
         return {
             "id_card": {"driver": "serial", "port": str(self.serial.host_end)},
             "camera": {"driver": "opencv", "source": str(self.camera_video), "loop": True},
             "receipt_printer": {"driver": "network", "host": "127.0.0.1", "port": self.printer.port},
+            "report_printer": {"driver": "cups", "queue": queue, "server": self.cups.server},
         }
 
     FAULTS = {
         "id_card": ("sam_fault", "off"),
         "receipt_printer": ("paper_out", "paper_low", "cover_open", "cutter_jammed", "off"),
         "camera": ("off",),
+        "report_printer": ("paper_out", "paused", "off"),
     }
 
     def inject(self, role: str, fault: str) -> None:
@@ -56,6 +65,8 @@ class SimulatedDevices:
                 self.id_card.sam_ok = False
         elif role == "camera" and self.camera_video:
             self.camera_video.rename(self.camera_video.with_suffix(".unplugged"))
+        elif role == "report_printer" and self.cups:
+            self._report_printer_fault(fault)
         elif role == "receipt_printer" and self.printer:
             if fault == "off":
                 self.printer.stop()
@@ -63,7 +74,24 @@ class SimulatedDevices:
                 attr = {"paper_low": "paper_near_end"}.get(fault, fault)
                 setattr(self.printer, attr, True)
 
+    def _report_printer_fault(self, fault: str) -> None:
+        assert self.cups is not None
+        if fault == "off":
+            self.cups.stop()
+        elif fault == "paused":
+            self.cups.pause()
+        else:  # a printer out of paper with a job waiting: the backend reports media-empty and holds the job
+            self.cups.connection().setPrinterDevice(self.cups.queue, f"{FAULT_SCHEME}:/media-empty-error?hang")
+            CupsReportPrinter(self.cups.queue, server=self.cups.server).print_pdf(test_page_pdf("SIM"), "paper")
+            deadline = time.monotonic() + 10
+            while CupsReportPrinter(self.cups.queue, server=self.cups.server).health().reason != "paper_out":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the simulated report printer did not report paper out")
+                time.sleep(0.1)
+
     def stop(self) -> None:
+        if self.cups:
+            self.cups.stop()
         if self.id_card:
             self.id_card.stop()
         if self.printer:

@@ -30,7 +30,7 @@ def test_simulated_terminal_is_all_ok():
     assert result.returncode == 0, result.stderr
     rows = table(result.stdout)
     assert rows and all(status == "ok" for status, _ in rows.values()), result.stdout
-    assert {"id-card", "camera", "receipt-printer"} <= rows.keys()
+    assert {"id-card", "camera", "receipt-printer", "report-printer"} <= rows.keys()
 
 
 @pytest.mark.parametrize("inject, name, status, reason", [
@@ -40,6 +40,9 @@ def test_simulated_terminal_is_all_ok():
     ("id_card=sam_fault", "id-card", "fault", "sam_fault"),
     ("id_card=off", "id-card", "fault", "no_answer"),
     ("camera=off", "camera", "fault", "disconnected"),
+    ("report_printer=paper_out", "report-printer", "fault", "paper_out"),
+    ("report_printer=paused", "report-printer", "fault", "offline"),
+    ("report_printer=off", "report-printer", "fault", "cups_unavailable"),
 ])
 def test_each_injected_fault_shows_and_fails_the_exit_status(inject, name, status, reason):
     result = diag("--simulated", "--inject", inject)
