@@ -67,3 +67,47 @@ def mask_name(name: str) -> str:
     if len(name) == 2:
         return name[0] + "*"
     return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
+# --- the other two cards a SAM reader returns ----------------------------------------------------------
+
+# A Hong Kong, Macao or Taiwan resident's residence-permit number is a GB 11643 number whose first six
+# digits name the home region instead of a mainland county; anything else under card type 'J' is a misread.
+RESIDENCE_PERMIT_REGIONS: dict[str, str] = {"810000": "香港", "820000": "澳门", "830000": "台湾"}
+
+
+def residence_permit_region(id_number: str) -> str | None:
+    """'香港' / '澳门' / '台湾' for a residence-permit number's prefix, None for any other number."""
+    return RESIDENCE_PERMIT_REGIONS.get(id_number[:6]) if isinstance(id_number, str) else None
+
+
+def is_valid_residence_permit_number(id_number: str, today: date | None = None) -> bool:
+    """A valid GB 11643 number (check digit, birth date) that also carries a 810000/820000/830000 prefix."""
+    return residence_permit_region(id_number) is not None and is_valid(id_number, today)
+
+
+def is_valid_foreign_permit_number(number: str) -> bool:
+    """Shape of a 2017-version foreigner's permanent residence card number: 3 letters then 12 digits.
+
+    Only the shape is checked. The letters are the holder's ISO 3166 alpha-3 nationality at issue; public
+    descriptions of how the 12 digits split (region, birth date, sequence, check character) disagree and
+    the ministry has not published a check-digit algorithm we could verify, so rejecting a real card on a
+    guessed rule would be worse than missing a corrupted digit (the SAM already authenticated the card).
+    """
+    return (isinstance(number, str) and len(number) == 15 and number.isascii()
+            and number[:3].isalpha() and number[:3].isupper() and number[3:].isdigit())
+
+
+def mask_latin_name(name: str) -> str:
+    """SMITH, JOHN -> S****, J***: every word keeps its first letter, so staff can still tell two patients
+    apart at a glance while a log or screenshot does not give the name away."""
+    out: list[str] = []
+    at_word_start = True
+    for ch in name.strip():
+        if ch.isalnum():
+            out.append(ch if at_word_start else "*")
+            at_word_start = False
+        else:
+            out.append(ch)
+            at_word_start = True
+    return "".join(out)

@@ -1,5 +1,9 @@
 """The 2nd-generation resident ID-card reader (SAM) serial protocol, both directions.
 
+The same readers also read the foreigner's permanent residence card and the Hong Kong/Macao/Taiwan
+residents' residence permit; all three come back from one read command and are told apart by a character in
+the card text, so each has its own class here and all share the small `Card` protocol workflows rely on.
+
 Frames are plain bytes in and out so the same code serves the real driver, the simulator and the fuzz
 tests. Everything that can go wrong on the wire is a `FrameError`; everything the SAM reports as a failure
 is an `IdCardError`; a card whose content does not make sense is a `CardDataError`. Callers therefore never
@@ -7,11 +11,16 @@ see an IndexError or UnicodeDecodeError from a noisy cable.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date
-from typing import Callable
+from enum import Enum
+from typing import Any, Callable, ClassVar, Protocol, Union, runtime_checkable
 
-from drivers.idcard.idnumber import is_valid, mask_id_number, mask_name
+from drivers.idcard.idnumber import (
+    is_valid, is_valid_foreign_permit_number, is_valid_residence_permit_number, mask_id_number, mask_latin_name,
+    mask_name, residence_permit_region,
+)
 
 PREAMBLE = b"\xaa\xaa\xaa\x96\x69"
 
@@ -94,7 +103,7 @@ class ChecksumError(FrameError):
 
 
 class CardDataError(FrameError):
-    """The frame was fine but the card content is not a plausible ID card."""
+    """The frame was fine but the card content is not a plausible card of any type the SAM returns."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(f"证件信息无效 / card data invalid: {detail}")
@@ -240,21 +249,120 @@ NATIONS: dict[str, str] = {
 }
 NATION_CODES = {name: code for code, name in NATIONS.items()}
 
-GENDERS = {"1": "男", "2": "女"}
+# GB/T 2261.1 sex codes. 0 and 9 are rare on cards but legal; they are kept with a label rather than
+# refused, because turning a patient away at the kiosk for an unusual sex code helps nobody.
+GENDERS = {"0": "未知", "1": "男", "2": "女", "9": "未说明"}
 GENDER_CODES = {name: code for code, name in GENDERS.items()}
 LONG_TERM = "长期"
 
-# (field, bytes) in card order; together exactly TEXT_LENGTH.
+
+class CardType(str, Enum):
+    """Which of the three documents lies on the reader; the SAM returns all of them through the same 30 01
+    command, and only the character at text byte 248 tells them apart."""
+
+    RESIDENT = "resident"  # 居民身份证
+    FOREIGNER_PERMANENT = "foreigner_permanent"  # 外国人永久居留身份证 (2017 version)
+    RESIDENCE_PERMIT = "residence_permit"  # 港澳台居民居住证
+
+    @property
+    def label(self) -> str:
+        return CARD_TYPE_LABELS[self]
+
+
+CARD_TYPE_LABELS: dict[CardType, str] = {
+    CardType.RESIDENT: "居民身份证 / resident ID card",
+    CardType.FOREIGNER_PERMANENT: "外国人永久居留身份证 / foreigner's permanent residence card",
+    CardType.RESIDENCE_PERMIT: "港澳台居民居住证 / Hong Kong, Macao and Taiwan residents' residence permit",
+}
+
+CARD_TYPE_OFFSET = 248  # byte offset of the card-type character in the 256-byte text (UCS-2 char 124)
+# Resident cards leave the character blank (older ones as NUL); the other two write a letter there.
+CARD_TYPE_CHARS: dict[str, CardType] = {
+    " ": CardType.RESIDENT, "\x00": CardType.RESIDENT,
+    "I": CardType.FOREIGNER_PERMANENT, "J": CardType.RESIDENCE_PERMIT,
+}
+CARD_TYPE_CHAR: dict[CardType, str] = {
+    CardType.RESIDENT: " ", CardType.FOREIGNER_PERMANENT: "I", CardType.RESIDENCE_PERMIT: "J",
+}
+
+# (field, bytes) in card order; each layout is exactly TEXT_LENGTH (tests check the sums and that the
+# card-type field of the I and J layouts sits at CARD_TYPE_OFFSET).
 TEXT_FIELDS: tuple[tuple[str, int], ...] = (
     ("name", 30), ("gender", 2), ("nation", 4), ("birth", 16), ("address", 70), ("id_number", 36),
     ("authority", 30), ("valid_from", 16), ("valid_to", 16), ("reserved", 36),
 )
+FOREIGNER_FIELDS: tuple[tuple[str, int], ...] = (
+    ("english_name", 120), ("gender", 2), ("permit_number", 30), ("nationality", 6), ("chinese_name", 30),
+    ("valid_from", 16), ("valid_to", 16), ("birth", 16), ("card_version", 4), ("authority_code", 8),
+    ("card_type", 2), ("reserved", 6),
+)
+RESIDENCE_PERMIT_FIELDS: tuple[tuple[str, int], ...] = (
+    ("name", 30), ("gender", 2), ("reserved1", 4), ("birth", 16), ("address", 70), ("id_number", 36),
+    ("authority", 30), ("valid_from", 16), ("valid_to", 16), ("pass_number", 18), ("issue_count", 4),
+    ("reserved2", 6), ("card_type", 2), ("reserved3", 6),
+)
+LAYOUTS: dict[CardType, tuple[tuple[str, int], ...]] = {
+    CardType.RESIDENT: TEXT_FIELDS, CardType.FOREIGNER_PERMANENT: FOREIGNER_FIELDS,
+    CardType.RESIDENCE_PERMIT: RESIDENCE_PERMIT_FIELDS,
+}
+
+
+def _photo_summary(photo: bytes) -> dict[str, Any]:
+    """The photo is encrypted wlt data: its size and digest tell a technician whether it arrived intact."""
+    return {"bytes": len(photo), "sha256": hashlib.sha256(photo).hexdigest()}
+
+
+def _mask_keep(text: str, head: int, tail: int = 0) -> str:
+    """Keep `head` leading and `tail` trailing characters; for numbers too short to hide anything that way,
+    hide them whole."""
+    if len(text) <= head + tail:
+        return "*" * len(text)
+    return text[:head] + "*" * (len(text) - head - tail) + (text[len(text) - tail:] if tail else "")
+
+
+def _iso(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()
+
+
+def _birth(day: date, masked: bool) -> str:
+    # The masked ID number hides the birth date on purpose; printing it in full beside it would undo that.
+    # A bare year is still an ISO 8601 date (reduced precision).
+    return f"{day.year:04d}" if masked else day.isoformat()
+
+
+@runtime_checkable
+class Card(Protocol):
+    """What every card class offers, so workflows need not care which document the patient brought.
+
+    `name` is for display and for matching in the HIS; `id_number` is the patient's identifier (the resident
+    ID number, the permanent residence card number or the residence-permit number)."""
+
+    card_type: ClassVar[CardType]
+    photo: bytes
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def id_number(self) -> str: ...
+
+    @property
+    def birth(self) -> date: ...
+
+    @property
+    def gender(self) -> str: ...
+
+    def to_dict(self, masked: bool = True) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
 class IdentityCard:
+    """The 2nd-generation resident ID card (居民身份证)."""
+
+    card_type: ClassVar[CardType] = CardType.RESIDENT
+
     name: str
-    gender: str  # '男' | '女'
+    gender: str  # label from GENDERS: '男' | '女' (rarely '未知' | '未说明')
     nation: str  # name, e.g. '汉'
     birth: date
     address: str
@@ -272,6 +380,126 @@ class IdentityCard:
 
     __str__ = __repr__
 
+    def to_dict(self, masked: bool = True) -> dict[str, Any]:
+        """JSON-ready fields for diagnostics; masked unless a technician explicitly asks otherwise."""
+        return {
+            "card_type": self.card_type.value, "card_type_label": self.card_type.label,
+            "name": mask_name(self.name) if masked else self.name,
+            "gender": self.gender, "gender_code": GENDER_CODES.get(self.gender), "nation": self.nation,
+            "birth": _birth(self.birth, masked),
+            "address": _mask_keep(self.address, 6) if masked else self.address,
+            "id_number": mask_id_number(self.id_number) if masked else self.id_number,
+            "authority": self.authority, "valid_from": _iso(self.valid_from), "valid_to": _iso(self.valid_to),
+            "photo": _photo_summary(self.photo),
+        }
+
+
+@dataclass(frozen=True)
+class ForeignerPermanentResidenceCard:
+    """外国人永久居留身份证, 2017 version (card-type character 'I').
+
+    The English name is always on the card; the Chinese name only when the holder has one, so `name` falls
+    back to the English name. `id_number` is the 15-character permit number: that is what the HIS records
+    as the patient's document number.
+    """
+
+    card_type: ClassVar[CardType] = CardType.FOREIGNER_PERMANENT
+
+    english_name: str
+    chinese_name: str  # '' when the holder has none
+    gender: str  # label from GENDERS
+    permit_number: str  # 3 letters (nationality) + 12 digits
+    nationality: str  # ISO 3166-1 alpha-3, e.g. 'USA'
+    birth: date
+    valid_from: date
+    valid_to: date | None  # None: 长期
+    card_version: str
+    authority_code: str  # the issuing authority as a code, not a name
+    photo: bytes
+
+    @property
+    def name(self) -> str:
+        return self.chinese_name or self.english_name
+
+    @property
+    def id_number(self) -> str:
+        return self.permit_number
+
+    def __repr__(self) -> str:
+        return (f"ForeignerPermanentResidenceCard(english_name={mask_latin_name(self.english_name)!r}, "
+                f"chinese_name={mask_name(self.chinese_name)!r}, gender={self.gender!r}, "
+                f"nationality={self.nationality!r}, permit_number={mask_id_number(self.permit_number)!r}, "
+                f"valid_to={self.valid_to}, photo=<{len(self.photo)} bytes>)")
+
+    __str__ = __repr__
+
+    def to_dict(self, masked: bool = True) -> dict[str, Any]:
+        """JSON-ready fields for diagnostics; masked unless a technician explicitly asks otherwise."""
+        return {
+            "card_type": self.card_type.value, "card_type_label": self.card_type.label,
+            "english_name": mask_latin_name(self.english_name) if masked else self.english_name,
+            "chinese_name": mask_name(self.chinese_name) if masked else self.chinese_name,
+            "gender": self.gender, "gender_code": GENDER_CODES.get(self.gender),
+            "permit_number": mask_id_number(self.permit_number) if masked else self.permit_number,
+            "nationality": self.nationality, "birth": _birth(self.birth, masked),
+            "valid_from": _iso(self.valid_from), "valid_to": _iso(self.valid_to),
+            "card_version": self.card_version, "authority_code": self.authority_code,
+            "photo": _photo_summary(self.photo),
+        }
+
+
+@dataclass(frozen=True)
+class ResidencePermit:
+    """港澳台居民居住证 (card-type character 'J'): laid out like the resident card, with the holder's
+    home-return permit (HK/Macao) or Taiwan compatriot permit number and the issue count added."""
+
+    card_type: ClassVar[CardType] = CardType.RESIDENCE_PERMIT
+
+    name: str
+    gender: str  # label from GENDERS
+    birth: date
+    address: str
+    id_number: str  # 18 characters, 810000 / 820000 / 830000 + GB 11643 check digit
+    authority: str
+    valid_from: date
+    valid_to: date | None  # None: 长期
+    pass_number: str  # 港澳居民来往内地通行证 or 台湾居民来往大陆通行证 number
+    issue_count: int
+    photo: bytes
+
+    @property
+    def region(self) -> str:
+        """'香港' | '澳门' | '台湾', from the number's prefix."""
+        return residence_permit_region(self.id_number) or ""
+
+    def __repr__(self) -> str:
+        return (f"ResidencePermit(name={mask_name(self.name)!r}, gender={self.gender!r}, region={self.region!r}, "
+                f"id_number={mask_id_number(self.id_number)!r}, pass_number={_mask_keep(self.pass_number, 1, 2)!r}, "
+                f"valid_to={self.valid_to}, photo=<{len(self.photo)} bytes>)")
+
+    __str__ = __repr__
+
+    def to_dict(self, masked: bool = True) -> dict[str, Any]:
+        """JSON-ready fields for diagnostics; masked unless a technician explicitly asks otherwise."""
+        return {
+            "card_type": self.card_type.value, "card_type_label": self.card_type.label,
+            "name": mask_name(self.name) if masked else self.name,
+            "gender": self.gender, "gender_code": GENDER_CODES.get(self.gender), "region": self.region,
+            "birth": _birth(self.birth, masked),
+            "address": _mask_keep(self.address, 6) if masked else self.address,
+            "id_number": mask_id_number(self.id_number) if masked else self.id_number,
+            "authority": self.authority, "valid_from": _iso(self.valid_from), "valid_to": _iso(self.valid_to),
+            "pass_number": _mask_keep(self.pass_number, 1, 2) if masked else self.pass_number,
+            "issue_count": self.issue_count, "photo": _photo_summary(self.photo),
+        }
+
+
+AnyCard = Union[IdentityCard, ForeignerPermanentResidenceCard, ResidencePermit]
+CARD_CLASSES: dict[CardType, type] = {
+    CardType.RESIDENT: IdentityCard, CardType.FOREIGNER_PERMANENT: ForeignerPermanentResidenceCard,
+    CardType.RESIDENCE_PERMIT: ResidencePermit,
+}
+
 
 def _date(text: str, field: str) -> date:
     if len(text) != 8 or not text.isascii() or not text.isdigit():
@@ -282,21 +510,54 @@ def _date(text: str, field: str) -> date:
         raise CardDataError(f"{field} {text!r} is not a real date") from None
 
 
-def parse_identity(text: bytes, photo: bytes) -> IdentityCard:
+def _valid_to(text: str) -> date | None:
+    return None if text == LONG_TERM else _date(text, "valid-to date")
+
+
+def _gender(code: str) -> str:
+    gender = GENDERS.get(code)
+    if gender is None:
+        raise CardDataError(f"gender code {code!r} is not one of 0, 1, 2, 9 (GB/T 2261.1)")
+    return gender
+
+
+def _check_length(text: bytes) -> None:
     if len(text) != TEXT_LENGTH:
         raise CardDataError(f"text is {len(text)} bytes, expected {TEXT_LENGTH}")
+
+
+def card_type_of(text: bytes) -> CardType:
+    """The card type the 256-byte text declares at byte 248."""
+    _check_length(text)
+    try:
+        char = text[CARD_TYPE_OFFSET:CARD_TYPE_OFFSET + 2].decode("utf-16-le")
+    except UnicodeDecodeError:
+        raise CardDataError("the card-type character is not valid UCS-2 text") from None
+    card_type = CARD_TYPE_CHARS.get(char)
+    if card_type is None:
+        raise CardDataError(f"unknown card-type character {char!r} at byte {CARD_TYPE_OFFSET} "
+                            f"(known: blank = resident ID card, 'I' = foreigner's permanent residence card, "
+                            f"'J' = HK/Macao/Taiwan residence permit)")
+    return card_type
+
+
+def _split(text: bytes, layout: tuple[tuple[str, int], ...]) -> dict[str, str]:
+    _check_length(text)
     fields: dict[str, str] = {}
     pos = 0
-    for name, size in TEXT_FIELDS:
+    for name, size in layout:
         raw = text[pos:pos + size]
         pos += size
         try:
             fields[name] = raw.decode("utf-16-le").rstrip(" \x00")
         except UnicodeDecodeError:
             raise CardDataError(f"{name} is not valid UCS-2 text") from None
-    gender = GENDERS.get(fields["gender"])
-    if gender is None:
-        raise CardDataError(f"gender code {fields['gender']!r} is neither 1 nor 2")
+    return fields
+
+
+def _parse_resident(text: bytes, photo: bytes) -> IdentityCard:
+    fields = _split(text, TEXT_FIELDS)
+    gender = _gender(fields["gender"])
     nation = NATIONS.get(fields["nation"])
     if nation is None:
         raise CardDataError(f"nation code {fields['nation']!r} is unknown")
@@ -305,14 +566,77 @@ def parse_identity(text: bytes, photo: bytes) -> IdentityCard:
         raise CardDataError(f"ID number {mask_id_number(id_number)!r} fails its check digit or birth date")
     if not fields["name"]:
         raise CardDataError("name is empty")
-    valid_to_text = fields["valid_to"]
     return IdentityCard(
         name=fields["name"], gender=gender, nation=nation, birth=_date(fields["birth"], "birth date"),
         address=fields["address"], id_number=id_number.upper(), authority=fields["authority"],
-        valid_from=_date(fields["valid_from"], "valid-from date"),
-        valid_to=None if valid_to_text == LONG_TERM else _date(valid_to_text, "valid-to date"),
+        valid_from=_date(fields["valid_from"], "valid-from date"), valid_to=_valid_to(fields["valid_to"]),
         photo=bytes(photo),
     )
+
+
+def _parse_foreigner(text: bytes, photo: bytes) -> ForeignerPermanentResidenceCard:
+    fields = _split(text, FOREIGNER_FIELDS)
+    if not fields["english_name"]:
+        raise CardDataError("English name is empty")
+    gender = _gender(fields["gender"])
+    permit_number = fields["permit_number"]
+    if not is_valid_foreign_permit_number(permit_number):
+        raise CardDataError(f"permanent residence card number {mask_id_number(permit_number)!r} is not "
+                            f"3 capital letters followed by 12 digits")
+    nationality = fields["nationality"]
+    if len(nationality) != 3 or not nationality.isascii() or not nationality.isalpha() or not nationality.isupper():
+        raise CardDataError(f"nationality {nationality!r} is not a 3-letter ISO 3166 code")
+    return ForeignerPermanentResidenceCard(
+        english_name=fields["english_name"], chinese_name=fields["chinese_name"], gender=gender,
+        permit_number=permit_number, nationality=nationality, birth=_date(fields["birth"], "birth date"),
+        valid_from=_date(fields["valid_from"], "valid-from date"), valid_to=_valid_to(fields["valid_to"]),
+        card_version=fields["card_version"], authority_code=fields["authority_code"], photo=bytes(photo),
+    )
+
+
+def _parse_residence_permit(text: bytes, photo: bytes) -> ResidencePermit:
+    fields = _split(text, RESIDENCE_PERMIT_FIELDS)
+    if not fields["name"]:
+        raise CardDataError("name is empty")
+    gender = _gender(fields["gender"])
+    id_number = fields["id_number"]
+    if residence_permit_region(id_number) is None:
+        raise CardDataError(f"residence-permit number {mask_id_number(id_number)!r} does not start with "
+                            f"810000 (Hong Kong), 820000 (Macao) or 830000 (Taiwan)")
+    if not is_valid_residence_permit_number(id_number):
+        raise CardDataError(f"residence-permit number {mask_id_number(id_number)!r} fails its check digit "
+                            f"or birth date")
+    pass_number = fields["pass_number"]
+    if not pass_number or not pass_number.isascii() or not pass_number.isalnum():
+        raise CardDataError(f"pass number {_mask_keep(pass_number, 1, 2)!r} is not letters and digits")
+    issue_count = fields["issue_count"]
+    if len(issue_count) != 2 or not issue_count.isascii() or not issue_count.isdigit():
+        raise CardDataError(f"issue count {issue_count!r} is not two digits")
+    return ResidencePermit(
+        name=fields["name"], gender=gender, birth=_date(fields["birth"], "birth date"),
+        address=fields["address"], id_number=id_number.upper(), authority=fields["authority"],
+        valid_from=_date(fields["valid_from"], "valid-from date"), valid_to=_valid_to(fields["valid_to"]),
+        pass_number=pass_number, issue_count=int(issue_count), photo=bytes(photo),
+    )
+
+
+_PARSERS: dict[CardType, Callable[[bytes, bytes], AnyCard]] = {
+    CardType.RESIDENT: _parse_resident, CardType.FOREIGNER_PERMANENT: _parse_foreigner,
+    CardType.RESIDENCE_PERMIT: _parse_residence_permit,
+}
+
+
+def parse_card(text: bytes, photo: bytes) -> AnyCard:
+    """Any of the three card types, chosen by the card-type character; CardDataError for anything else."""
+    return _PARSERS[card_type_of(text)](text, photo)
+
+
+def parse_identity(text: bytes, photo: bytes) -> IdentityCard:
+    """A resident ID card only: for callers that cannot handle the other documents (use `parse_card`)."""
+    card_type = card_type_of(text)
+    if card_type is not CardType.RESIDENT:
+        raise CardDataError(f"this is a {card_type.label}, not a resident ID card")
+    return _parse_resident(text, photo)
 
 
 def _field(value: str, size: int, name: str) -> bytes:
@@ -322,30 +646,74 @@ def _field(value: str, size: int, name: str) -> bytes:
     return raw + " ".encode("utf-16-le") * ((size - len(raw)) // 2)
 
 
-def encode_identity(card: IdentityCard) -> tuple[bytes, bytes]:
+def _gender_code(gender: str) -> str:
+    try:
+        return GENDER_CODES[gender]
+    except KeyError:
+        raise ValueError(f"gender {gender!r} is not one of {', '.join(GENDER_CODES)}") from None
+
+
+def _yyyymmdd(day: date | None) -> str:
+    return LONG_TERM if day is None else f"{day:%Y%m%d}"
+
+
+def _values(card: AnyCard) -> dict[str, str]:
+    if isinstance(card, IdentityCard):
+        try:
+            nation = NATION_CODES[card.nation]
+        except KeyError:
+            raise ValueError(f"nation {card.nation!r} is unknown") from None
+        return {
+            "name": card.name, "gender": _gender_code(card.gender), "nation": nation,
+            "birth": f"{card.birth:%Y%m%d}", "address": card.address, "id_number": card.id_number,
+            "authority": card.authority, "valid_from": f"{card.valid_from:%Y%m%d}",
+            "valid_to": _yyyymmdd(card.valid_to), "reserved": "",
+        }
+    if isinstance(card, ForeignerPermanentResidenceCard):
+        return {
+            "english_name": card.english_name, "gender": _gender_code(card.gender),
+            "permit_number": card.permit_number, "nationality": card.nationality,
+            "chinese_name": card.chinese_name, "valid_from": f"{card.valid_from:%Y%m%d}",
+            "valid_to": _yyyymmdd(card.valid_to), "birth": f"{card.birth:%Y%m%d}",
+            "card_version": card.card_version, "authority_code": card.authority_code,
+            "card_type": CARD_TYPE_CHAR[card.card_type], "reserved": "",
+        }
+    if isinstance(card, ResidencePermit):
+        return {
+            "name": card.name, "gender": _gender_code(card.gender), "reserved1": "",
+            "birth": f"{card.birth:%Y%m%d}", "address": card.address, "id_number": card.id_number,
+            "authority": card.authority, "valid_from": f"{card.valid_from:%Y%m%d}",
+            "valid_to": _yyyymmdd(card.valid_to), "pass_number": card.pass_number,
+            "issue_count": f"{card.issue_count:02d}", "reserved2": "",
+            "card_type": CARD_TYPE_CHAR[card.card_type], "reserved3": "",
+        }
+    raise TypeError(f"not a card: {type(card).__name__}")
+
+
+def encode_card(card: AnyCard) -> tuple[bytes, bytes]:
     """The 256-byte text and 1024-byte photo the card would give for `card` (the simulator's side)."""
-    values = {
-        "name": card.name, "gender": GENDER_CODES[card.gender], "nation": NATION_CODES[card.nation],
-        "birth": f"{card.birth:%Y%m%d}", "address": card.address, "id_number": card.id_number,
-        "authority": card.authority, "valid_from": f"{card.valid_from:%Y%m%d}",
-        "valid_to": LONG_TERM if card.valid_to is None else f"{card.valid_to:%Y%m%d}", "reserved": "",
-    }
-    text = b"".join(_field(values[name], size, name) for name, size in TEXT_FIELDS)
+    values = _values(card)
+    text = b"".join(_field(values[name], size, name) for name, size in LAYOUTS[card.card_type])
     photo = card.photo[:PHOTO_LENGTH].ljust(PHOTO_LENGTH, b"\x00")
     return text, photo
 
 
-def encode_basic_info(card: IdentityCard) -> bytes:
+encode_identity = encode_card  # the original name; it always meant "whatever card is on the reader"
+
+
+def encode_basic_info(card: AnyCard) -> bytes:
     """Data of a successful 30 01 answer: text length, photo length, text, photo."""
-    text, photo = encode_identity(card)
+    text, photo = encode_card(card)
     return len(text).to_bytes(2, "big") + len(photo).to_bytes(2, "big") + text + photo
 
 
-def decode_basic_info(data: bytes) -> IdentityCard:
+def decode_basic_info(data: bytes) -> AnyCard:
+    """Any of the three card types; callers match on the class (or `card_type`) when they need more than
+    the `Card` protocol."""
     if len(data) < 4:
         raise CardDataError(f"basic info is {len(data)} bytes, too short for its length fields")
     text_len = int.from_bytes(data[:2], "big")
     photo_len = int.from_bytes(data[2:4], "big")
     if len(data) != 4 + text_len + photo_len:
         raise CardDataError(f"basic info declares {text_len}+{photo_len} bytes but carries {len(data) - 4}")
-    return parse_identity(data[4:4 + text_len], data[4 + text_len:])
+    return parse_card(data[4:4 + text_len], data[4 + text_len:])

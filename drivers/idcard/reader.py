@@ -16,7 +16,7 @@ import serial
 from drivers.health import Health
 from drivers.idcard.protocol import (
     CMD_FIND_CARD, CMD_READ_BASIC, CMD_SAM_STATUS, CMD_SELECT_CARD, SW3_FIND_OK, SW3_NO_CARD, SW3_SAM_FAULT,
-    SW3_SELECT_FAILED, SW3_SUCCESS, FrameError, IdCardError, IdentityCard, NoResponseError, Response,
+    SW3_SELECT_FAILED, SW3_SUCCESS, AnyCard, FrameError, IdCardError, NoResponseError, Response,
     decode_basic_info, decode_response, encode_request, read_frame,
 )
 
@@ -114,11 +114,11 @@ class SerialIdCardReader:
         response.expect(SW3_SUCCESS)
         return True
 
-    def read_identity(self) -> IdentityCard:
+    def read_identity(self) -> AnyCard:
         response = self._transact(CMD_READ_BASIC).expect(SW3_SUCCESS)
         return decode_basic_info(response.data)
 
-    def read_card(self) -> IdentityCard | None:
+    def read_card(self) -> AnyCard | None:
         """Find, select and read; None when no card is on the reader (or it left before it was selected)."""
         with self._lock:
             if not self.find_card() or not self.select_card():
@@ -174,7 +174,7 @@ class IdCardPoller:
 
     MIN_INTERVAL = 0.3  # the SAM needs this much between find-card commands
 
-    def __init__(self, reader: SerialIdCardReader, on_card: Callable[[IdentityCard], None],
+    def __init__(self, reader: SerialIdCardReader, on_card: Callable[[AnyCard], None],
                  on_error: Callable[[Exception], None] | None = None, interval: float = 0.5,
                  on_health: Callable[[Health], None] | None = None) -> None:
         if interval < self.MIN_INTERVAL:
@@ -269,7 +269,7 @@ class IdCardPoller:
             except Exception:
                 log.exception("on_health handler failed")
 
-    def _deliver(self, card: IdentityCard) -> None:
+    def _deliver(self, card: AnyCard) -> None:
         try:
             self.on_card(card)
         except Exception:

@@ -13,11 +13,12 @@ from datetime import date
 
 import serial
 
-from drivers.idcard.idnumber import check_digit
+from drivers.idcard.idnumber import RESIDENCE_PERMIT_REGIONS, check_digit
 from drivers.idcard.protocol import (
     CMD_FIND_CARD, CMD_READ_BASIC, CMD_SAM_STATUS, CMD_SELECT_CARD, MIN_REQUEST_LENGTH, PHOTO_LENGTH,
-    SW3_FIND_OK, SW3_NO_CARD, SW3_READ_FAILED, SW3_SAM_FAULT, SW3_SELECT_FAILED, SW3_SUCCESS, ChecksumError,
-    FrameError, IdentityCard, NoResponseError, decode_request, encode_basic_info, encode_response, read_frame,
+    SW3_FIND_OK, SW3_NO_CARD, SW3_READ_FAILED, SW3_SAM_FAULT, SW3_SELECT_FAILED, SW3_SUCCESS, AnyCard,
+    ChecksumError, ForeignerPermanentResidenceCard, FrameError, IdentityCard, NoResponseError, ResidencePermit,
+    decode_request, encode_basic_info, encode_response, read_frame,
 )
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,49 @@ def demo_card(name: str = "张三", id_number: str | None = None, *, gender: str
     if id_number is None:
         first17 = f"360102{birth:%Y%m%d}{'123' if gender == '男' else '124'}"
         id_number = first17 + check_digit(first17)
-    photo = (b"WLT" + bytes(range(256)) * 4)[:PHOTO_LENGTH]  # stand-in for the card's encrypted photo
     return IdentityCard(name=name, gender=gender, nation=nation, birth=birth, address=address,
                         id_number=id_number, authority=authority, valid_from=valid_from, valid_to=valid_to,
-                        photo=photo)
+                        photo=DEMO_PHOTO)
+
+
+DEMO_PHOTO = (b"WLT" + bytes(range(256)) * 4)[:PHOTO_LENGTH]  # stand-in for the card's encrypted photo
+
+
+def demo_foreigner_card(english_name: str = "SMITH, JOHN WILLIAM", chinese_name: str = "史密斯",
+                        permit_number: str | None = None, *, gender: str = "男", nationality: str = "USA",
+                        birth: date = date(1980, 3, 12), valid_from: date = date(2018, 6, 1),
+                        valid_to: date | None = date(2028, 6, 1), card_version: str = "01",
+                        authority_code: str = "3600") -> ForeignerPermanentResidenceCard:
+    """A plausible 2017-version permanent residence card. The default number only has the right shape
+    (nationality + 12 digits); no check digit is claimed for it."""
+    if permit_number is None:
+        permit_number = f"{nationality}3601{birth:%y%m%d}{'01' if gender == '男' else '02'}"
+    return ForeignerPermanentResidenceCard(
+        english_name=english_name, chinese_name=chinese_name, gender=gender, permit_number=permit_number,
+        nationality=nationality, birth=birth, valid_from=valid_from, valid_to=valid_to,
+        card_version=card_version, authority_code=authority_code, photo=DEMO_PHOTO)
+
+
+def demo_residence_permit(name: str = "陈大文", id_number: str | None = None, *, region: str = "香港",
+                          gender: str = "男", birth: date = date(1990, 7, 1),
+                          address: str = "江西省南昌市东湖区示范路2号", authority: str = "南昌市公安局东湖分局",
+                          valid_from: date = date(2024, 1, 10), valid_to: date | None = date(2029, 1, 10),
+                          pass_number: str | None = None, issue_count: int = 1) -> ResidencePermit:
+    """A plausible residence permit for a Hong Kong ('香港'), Macao ('澳门') or Taiwan ('台湾') resident:
+    the number gets the region's prefix and a valid check digit, the pass number the region's usual shape
+    (H/M + 8 digits for the home-return permit, 8 digits for the Taiwan compatriot permit)."""
+    prefixes = {region_name: prefix for prefix, region_name in RESIDENCE_PERMIT_REGIONS.items()}
+    if region not in prefixes:
+        raise ValueError(f"region must be one of {', '.join(prefixes)}, got {region!r}")
+    if id_number is None:
+        first17 = f"{prefixes[region]}{birth:%Y%m%d}{'123' if gender == '男' else '124'}"
+        id_number = first17 + check_digit(first17)
+    if pass_number is None:
+        pass_number = {"香港": "H", "澳门": "M", "台湾": ""}[region] + "51239874"
+    return ResidencePermit(
+        name=name, gender=gender, birth=birth, address=address, id_number=id_number, authority=authority,
+        valid_from=valid_from, valid_to=valid_to, pass_number=pass_number, issue_count=issue_count,
+        photo=DEMO_PHOTO)
 
 
 class IdCardReaderSimulator:
@@ -48,7 +88,7 @@ class IdCardReaderSimulator:
         self.baudrate = baudrate
         self.sam_ok = True
         self.requests: list[bytes] = []  # commands received, for tests that count polls
-        self._card: IdentityCard | None = None
+        self._card: AnyCard | None = None
         self._found = self._selected = False
         self._faults: list[str] = []
         self._lock = threading.Lock()
@@ -58,7 +98,7 @@ class IdCardReaderSimulator:
 
     # --- test controls ---------------------------------------------------------------------------------
 
-    def insert(self, card: IdentityCard) -> None:
+    def insert(self, card: AnyCard) -> None:
         with self._lock:
             self._card = card
             self._found = self._selected = False

@@ -2,7 +2,10 @@ from datetime import date
 
 import pytest
 
-from drivers.idcard.idnumber import check_digit, is_valid, mask_id_number, mask_name
+from drivers.idcard.idnumber import (
+    check_digit, is_valid, is_valid_foreign_permit_number, is_valid_residence_permit_number, mask_id_number,
+    mask_latin_name, mask_name, residence_permit_region,
+)
 
 # Published examples: the first is the standard's own; the others come from public test data.
 KNOWN_VALID = ["11010519491231002X", "110101199003074477", "110101199003074258"]
@@ -72,3 +75,34 @@ def test_mask_id_number() -> None:
 ])
 def test_mask_name(name: str, masked: str) -> None:
     assert mask_name(name) == masked
+
+
+@pytest.mark.parametrize("name, masked", [
+    ("SMITH, JOHN", "S****, J***"), ("NGUYEN THI MAI", "N***** T** M**"), ("O'BRIEN, MARY-ANN", "O'B****, M***-A**"),
+    ("  LEE  ", "L**"), ("", ""),
+])
+def test_mask_latin_name_keeps_the_first_letter_of_each_word(name: str, masked: str) -> None:
+    assert mask_latin_name(name) == masked
+
+
+def test_residence_permit_numbers_need_a_hk_macao_taiwan_prefix_and_a_valid_check_digit() -> None:
+    for prefix, region in [("810000", "香港"), ("820000", "澳门"), ("830000", "台湾")]:
+        first17 = prefix + "19900701123"
+        number = first17 + check_digit(first17)
+        assert residence_permit_region(number) == region
+        assert is_valid_residence_permit_number(number)
+        assert not is_valid_residence_permit_number(first17 + ("0" if number[17] != "0" else "1"))
+    mainland = "110101199003074477"
+    assert is_valid(mainland) and residence_permit_region(mainland) is None
+    assert not is_valid_residence_permit_number(mainland)
+    first17 = "81010019900701123"  # 81 but not 810000: a mainland-style county code is not a permit
+    assert not is_valid_residence_permit_number(first17 + check_digit(first17))
+
+
+@pytest.mark.parametrize("number, ok", [
+    ("USA360180031201", True), ("CHN110199001011", True), ("usa360180031201", False),
+    ("US3360180031201", False), ("USA36018003120", False), ("USA3601800312011", False),
+    ("USA36018003120X", False), ("ＵＳＡ360180031201", False), ("", False),
+])
+def test_foreign_permit_number_shape(number: str, ok: bool) -> None:
+    assert is_valid_foreign_permit_number(number) is ok
