@@ -24,7 +24,9 @@ DateQuery = Annotated[date | None, Query(description="YYYY-MM-DD in the hospital
 
 class IdentifyRequest(BaseModel):
     method: Literal["id_card"]
-    id_number: str = Field(pattern=r"^\d{17}[\dXx]$")
+    # 18 characters: resident ID card and HK/Macao/Taiwan residence permit; 3 letters + 12 digits:
+    # foreigner's permanent residence card (2017 version).
+    id_number: str = Field(pattern=r"^(\d{17}[\dXx]|[A-Z]{3}\d{12})$")
     name: str = Field(min_length=1, max_length=50)
 
 

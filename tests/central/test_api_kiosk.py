@@ -67,6 +67,11 @@ def test_identify_by_id_card(client: TestClient, kiosk: Kiosk, caplog: pytest.Lo
                                               "name": "李秀"}), 409, "NAME_MISMATCH")
     assert "李秀英" not in str(mismatch)
     assert DEMO_PATIENT["id_number"] not in caplog.text and "李秀英" not in caplog.text
+    foreigner = client.post(API + "/patients/identify", auth=kiosk.auth,  # permanent residence card number
+                            json={"method": "id_card", "id_number": "USA110085010123", "name": "SMITH JOHN"})
+    assert_error(foreigner, 404, "PATIENT_NOT_FOUND")  # accepted as a number, not on file
+    assert_error(client.post(API + "/patients/identify", auth=kiosk.auth,
+                             json={"method": "id_card", "id_number": "usa11008501012", "name": "X"}), 422, "BAD_REQUEST")
 
 
 def test_departments_doctors_slots(client: TestClient, kiosk: Kiosk, svc: Services) -> None:
