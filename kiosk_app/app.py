@@ -18,6 +18,8 @@ from PySide6.QtWidgets import QApplication
 from drivers.device import DeviceProxy, DeviceWorker
 from drivers.health import Health
 from drivers.idcard.reader import IdCardPoller
+from drivers.scanner.classify import Scan
+from drivers.scanner.poller import ScannerPoller
 from kiosk_app.backend_client import HttpBackend
 from kiosk_app.config import KioskConfig
 from kiosk_app.devices import make_device
@@ -57,7 +59,8 @@ class Kiosk:
         self.journal = Journal(config.data_dir / "journal.db")
         self.health: dict[str, Health] = {}  # last report per device role, for diagnostics and the fleet
         self.reader = make_device("id_card", config.devices)
-        roles = sorted({"receipt_printer", *config.devices} - {"id_card"})  # a missing printer fails here
+        # Devices that speak unasked (card laid down, code scanned) get a poller; the rest a worker thread.
+        roles = sorted({"receipt_printer", *config.devices} - {"id_card", "scanner"})  # no printer fails here
         self.workers = {role: DeviceWorker(role, make_device(role, config.devices), self._device_health,
                                            config.device_poll_seconds) for role in roles}
         self.printer = DeviceProxy(self.workers["receipt_printer"])
@@ -76,6 +79,10 @@ class Kiosk:
         self.poller = IdCardPoller(self.reader, on_card=self._on_card,
                                    on_error=lambda exc: log.warning("ID-card reader: %s", exc),
                                    on_health=partial(self._device_health, "id_card"))
+        self.scanner_poller = None
+        if "scanner" in config.devices:
+            self.scanner_poller = ScannerPoller(make_device("scanner", config.devices), on_scan=self._on_scan,
+                                                on_health=partial(self._device_health, "scanner"))
         self.window = KioskWindow(self._on_intent, self._hospital_name(), terminal_id, now=now)
         self.bridge.changed.connect(self._on_view)
         self._workflow_view = self.window.view  # what to show again when diagnostics close
@@ -109,6 +116,14 @@ class Kiosk:
             return
         self.runner.post("card_read", card=card)
 
+    def _on_scan(self, scan: Scan) -> None:
+        """On the scanner's thread. No service reads codes yet; diagnostics show what a scan was taken for."""
+        if self.diagnostics.active:
+            if self.diagnostics.waiting_for == "scanner":
+                self.diagnostics.scanned(f"{scan.kind.value}: {scan.message_zh} / {scan.message_en}")
+            return
+        log.info("scan of kind %s ignored: no service on this screen takes a code", scan.kind.value)
+
     def _on_view(self, view: View) -> None:
         if view.screen.startswith("diag"):
             if self.diagnostics.active or self.diagnostics.asking_pin:
@@ -139,6 +154,8 @@ class Kiosk:
         for worker in self.workers.values():
             worker.start()
         self.poller.start()
+        if self.scanner_poller:
+            self.scanner_poller.start()
         if show:
             if self.config.fullscreen:
                 self.window.showFullScreen()
@@ -147,6 +164,8 @@ class Kiosk:
 
     def stop(self) -> None:
         self.poller.stop()
+        if self.scanner_poller:
+            self.scanner_poller.stop()
         for worker in self.workers.values():
             worker.stop()
         self.runner.stop()

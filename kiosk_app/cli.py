@@ -150,7 +150,12 @@ def _diag(args: argparse.Namespace) -> int:
     if args.simulated:
         from kiosk_app.simulated import SimulatedDevices
         sims = SimulatedDevices(Path(tempfile.mkdtemp(prefix="kiosk-devices-")))
-        devices = sims.start()
+        try:
+            devices = sims.start()
+        except Exception as exc:  # a missing system package (socat, cupsd) is the usual cause
+            sims.stop()
+            print(f"kiosk diag: the device simulators did not start: {exc}", file=sys.stderr)
+            return 2
     elif args.config:
         from kiosk_app.config import KioskConfig
         devices = KioskConfig.load(args.config).devices

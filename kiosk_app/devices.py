@@ -9,8 +9,11 @@ from typing import Any, Callable
 
 from drivers.camera.camera import FaceCamera
 from drivers.idcard.reader import SerialIdCardReader
+from drivers.pinpad.pad import SerialPinPad
 from drivers.report.printer import CupsReportPrinter
 from drivers.receipt.printer import NetworkReceiptPrinter, SerialReceiptPrinter, UsbReceiptPrinter
+from drivers.scanner.hid_scanner import HidScanner
+from drivers.scanner.serial_scanner import SerialScanner
 
 
 class ConfigError(Exception):
@@ -41,11 +44,25 @@ def _cups_report_printer(p: dict[str, Any]) -> CupsReportPrinter:
     return CupsReportPrinter(p["queue"], server=p.get("server"), job_timeout=float(p.get("job_timeout", 120)))
 
 
+def _serial_scanner(p: dict[str, Any]) -> SerialScanner:
+    return SerialScanner(p["port"], baudrate=int(p.get("baudrate", 9600)), aim_prefix=bool(p.get("aim_prefix")))
+
+
+def _hid_scanner(p: dict[str, Any]) -> HidScanner:
+    return HidScanner(int(str(p["vendor_id"]), 0), int(str(p["product_id"]), 0))
+
+
+def _serial_pinpad(p: dict[str, Any]) -> SerialPinPad:
+    return SerialPinPad(p["port"], baudrate=int(p.get("baudrate", 9600)), algorithm=p.get("algorithm", "sm4"))
+
+
 FACTORIES: dict[str, dict[str, Callable[[dict[str, Any]], Any]]] = {
     "id_card": {"serial": _serial_id_card},
+    "scanner": {"serial": _serial_scanner, "hid": _hid_scanner},
     "camera": {"opencv": _opencv_camera},
     "report_printer": {"cups": _cups_report_printer},
     "receipt_printer": {"network": _network_printer, "serial": _serial_printer, "usb": _usb_printer},
+    "pinpad": {"serial": _serial_pinpad},
 }
 
 

@@ -1,8 +1,10 @@
 """Simulated devices for a machine with no hardware: the real drivers talk to these over the real wire
-protocols (a serial pseudo-terminal pair for the ID-card reader, TCP for the receipt printer, a looping
-video file for the face camera, a private cupsd with a cups-pdf queue for the report printer)."""
+protocols: serial pseudo-terminal pairs for the ID-card reader, the scanner and the PIN pad, TCP for the
+receipt printer, a looping video file for the face camera, a private cupsd with a cups-pdf queue for the
+report printer."""
 from __future__ import annotations
 
+import os
 import time
 from datetime import date
 from pathlib import Path
@@ -11,10 +13,14 @@ from typing import Any
 from drivers.camera.synthetic import face_video
 from drivers.idcard.protocol import IdentityCard
 from drivers.idcard.simulator import IdCardReaderSimulator
+from drivers.pinpad.crypto import Algorithm, encrypt, kcv
+from drivers.pinpad.pad import SerialPinPad
+from drivers.pinpad.simulator import DEMO_MASTER_KEYS, PinPadSimulator
 from drivers.report.pdf import test_page_pdf
 from drivers.report.printer import CupsReportPrinter
 from drivers.report.testbed import FAULT_SCHEME, CupsTestbed
 from drivers.receipt.simulator import PrinterListener
+from drivers.scanner.simulator import ScannerSimulator
 from drivers.serial_pair import SerialPair
 
 
@@ -27,6 +33,10 @@ class SimulatedDevices:
         self.printer: PrinterListener | None = None
         self.camera_video: Path | None = None
         self.cups: CupsTestbed | None = None
+        self.scanner_line: SerialPair | None = None
+        self.scanner: ScannerSimulator | None = None
+        self.pinpad_line: SerialPair | None = None
+        self.pinpad: PinPadSimulator | None = None
 
     def start(self) -> dict[str, dict[str, Any]]:
         """Start every simulator and return the `devices` configuration that points the drivers at them."""
@@ -39,18 +49,42 @@ class SimulatedDevices:
         self.camera_video = face_video(self.workdir / "camera.avi", count=20)
         self.cups = CupsTestbed(die_with_parent=False)  # a private cupsd with a cups-pdf queue
         queue = self.cups.start()
+        self.scanner_line = SerialPair(self.workdir, name="scanner").open()
+        self.scanner = ScannerSimulator(self.scanner_line.device_end)
+        self.scanner.start()
+        self.pinpad_line = SerialPair(self.workdir, name="pinpad").open()
+        self.pinpad = PinPadSimulator(self.pinpad_line.device_end)
+        self.pinpad.start()
+        self._sign_in_pinpad(str(self.pinpad_line.host_end))
         return {
             "id_card": {"driver": "serial", "port": str(self.serial.host_end)},
+            "scanner": {"driver": "serial", "port": str(self.scanner_line.host_end)},
             "camera": {"driver": "opencv", "source": str(self.camera_video), "loop": True},
             "receipt_printer": {"driver": "network", "host": "127.0.0.1", "port": self.printer.port},
             "report_printer": {"driver": "cups", "queue": queue, "server": self.cups.server},
+            "pinpad": {"driver": "serial", "port": str(self.pinpad_line.host_end), "algorithm": "sm4"},
         }
+
+    @staticmethod
+    def _sign_in_pinpad(port: str) -> None:
+        """What the bank sign-in does each morning: load a working key, sent encrypted under the pad's master
+        key with its check value. Here the demo master key stands in for the acquirer's key system."""
+        working = os.urandom(16)
+        pad = SerialPinPad(port, algorithm=Algorithm.SM4)
+        try:
+            pad.open()
+            pad.load_working_key(encrypt(Algorithm.SM4, DEMO_MASTER_KEYS[Algorithm.SM4], working),
+                                 kcv(Algorithm.SM4, working))
+        finally:
+            pad.close()
 
     FAULTS = {
         "id_card": ("sam_fault", "off"),
         "receipt_printer": ("paper_out", "paper_low", "cover_open", "cutter_jammed", "off"),
         "camera": ("off",),
         "report_printer": ("paper_out", "paused", "off"),
+        "scanner": ("unplugged",),
+        "pinpad": ("tampered", "off"),
     }
 
     def inject(self, role: str, fault: str) -> None:
@@ -65,6 +99,14 @@ class SimulatedDevices:
                 self.id_card.sam_ok = False
         elif role == "camera" and self.camera_video:
             self.camera_video.rename(self.camera_video.with_suffix(".unplugged"))
+        elif role == "scanner" and self.scanner and self.scanner_line:
+            self.scanner.stop()
+            self.scanner_line.close()  # the USB-serial adapter pulled: the port node goes away
+        elif role == "pinpad" and self.pinpad:
+            if fault == "off":
+                self.pinpad.stop()
+            else:
+                self.pinpad.tampered = True
         elif role == "report_printer" and self.cups:
             self._report_printer_fault(fault)
         elif role == "receipt_printer" and self.printer:
@@ -92,6 +134,12 @@ class SimulatedDevices:
     def stop(self) -> None:
         if self.cups:
             self.cups.stop()
+        for sim in (self.scanner, self.pinpad):
+            if sim:
+                sim.stop()
+        for line in (self.scanner_line, self.pinpad_line):
+            if line:
+                line.close()
         if self.id_card:
             self.id_card.stop()
         if self.printer:

@@ -30,7 +30,7 @@ def test_simulated_terminal_is_all_ok():
     assert result.returncode == 0, result.stderr
     rows = table(result.stdout)
     assert rows and all(status == "ok" for status, _ in rows.values()), result.stdout
-    assert {"id-card", "camera", "receipt-printer", "report-printer"} <= rows.keys()
+    assert {"id-card", "scanner", "camera", "receipt-printer", "report-printer", "pin-pad"} <= rows.keys()
 
 
 @pytest.mark.parametrize("inject, name, status, reason", [
@@ -43,6 +43,9 @@ def test_simulated_terminal_is_all_ok():
     ("report_printer=paper_out", "report-printer", "fault", "paper_out"),
     ("report_printer=paused", "report-printer", "fault", "offline"),
     ("report_printer=off", "report-printer", "fault", "cups_unavailable"),
+    ("scanner=unplugged", "scanner", "fault", "disconnected"),
+    ("pinpad=tampered", "pin-pad", "fault", "tampered"),
+    ("pinpad=off", "pin-pad", "fault", "disconnected"),
 ])
 def test_each_injected_fault_shows_and_fails_the_exit_status(inject, name, status, reason):
     result = diag("--simulated", "--inject", inject)

@@ -134,3 +134,22 @@ def test_camera_test_shows_the_frame_with_the_detection_box(kiosk, qapp, qtbot, 
     wait_until(qapp, lambda: k.window.screens["diag"].image.isVisible(), 15, "the camera preview")
     assert "face quality ok" in texts(k.window)
     k.window.grab().save(str(tmp_path / "diag-camera.png"))
+
+
+def test_scanner_test_says_what_the_code_was_taken_for(kiosk, qapp, qtbot):
+    k, sims = kiosk
+    enter(qtbot, qapp, k)
+    wait_until(qapp, lambda: k.health.get("scanner") is not None and k.health["scanner"].usable, 5, "the scanner")
+    k.diagnostics.handle("diag_self_test", role="scanner")
+    wait_until(qapp, lambda: "请扫描" in texts(k.window), 5, "the scan prompt")
+    sims.scanner.scan("http://example.com/free-gift")
+    wait_until(qapp, lambda: "扫码成功" in texts(k.window), 10, "the scan on the panel")
+    assert "unknown" in texts(k.window) and "free-gift" not in texts(k.window)
+
+
+def test_pin_pad_self_test_reports_a_tampered_pad(kiosk, qapp, qtbot):
+    k, sims = kiosk
+    enter(qtbot, qapp, k)
+    sims.pinpad.tampered = True
+    k.diagnostics.handle("diag_self_test", role="pinpad")
+    wait_until(qapp, lambda: "tampered" in texts(k.window), 10, "the tamper report")
