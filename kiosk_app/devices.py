@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from drivers.camera.camera import FaceCamera
 from drivers.idcard.reader import SerialIdCardReader
+from drivers.pcsc.reader import PcscCardReader
 from drivers.pinpad.pad import SerialPinPad
 from drivers.report.printer import CupsReportPrinter
 from drivers.receipt.printer import NetworkReceiptPrinter, SerialReceiptPrinter, UsbReceiptPrinter
@@ -56,8 +57,13 @@ def _serial_pinpad(p: dict[str, Any]) -> SerialPinPad:
     return SerialPinPad(p["port"], baudrate=int(p.get("baudrate", 9600)), algorithm=p.get("algorithm", "sm4"))
 
 
+def _pcsc_reader(p: dict[str, Any]) -> PcscCardReader:
+    return PcscCardReader(p.get("reader", ""))
+
+
 FACTORIES: dict[str, dict[str, Callable[[dict[str, Any]], Any]]] = {
     "id_card": {"serial": _serial_id_card},
+    "pcsc": {"pcsc": _pcsc_reader},
     "scanner": {"serial": _serial_scanner, "hid": _hid_scanner},
     "camera": {"opencv": _opencv_camera},
     "report_printer": {"cups": _cups_report_printer},

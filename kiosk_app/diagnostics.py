@@ -31,6 +31,7 @@ DEVICE_NAMES: dict[str, tuple[str, str]] = {
 }
 IDLE_EXIT_SECONDS = 300.0  # a technician who walked away must not leave the glass in diagnostic mode
 PIN_LENGTH = 6
+CARD_WAIT_SECONDS = 5.0  # the technician taps Test, then inserts the card
 
 
 def _camera_probe(camera: Any) -> dict[str, Any]:
@@ -52,9 +53,30 @@ def _self_test_probe(device: Any) -> dict[str, Any]:
     return {"lines": [_health_line(health)], "health": health}
 
 
+def _card_probe(reader: Any) -> dict[str, Any]:
+    """Read whatever card is in the PC/SC reader: a bank card first, else a social-security card."""
+    from drivers.pcsc.errors import CardError
+
+    health: Health = reader.self_test()
+    if not health.usable:
+        return {"lines": [_health_line(health)], "health": health}
+    if not reader.wait_for_card(CARD_WAIT_SECONDS):
+        return {"lines": [f"{CARD_WAIT_SECONDS:g} 秒内未插卡，请插入社保卡或银行卡后再试 / no card within "
+                          f"{CARD_WAIT_SECONDS:g} s: insert a card and test again", _health_line(health)]}
+    try:
+        card = reader.read_bank_card()
+    except CardError:
+        try:
+            card = reader.read_social_security_card()
+        except CardError as exc:
+            return {"lines": [f"读卡失败 / read failed: {exc}"]}
+    shown = ", ".join(f"{k}={v}" for k, v in card.to_dict(masked=True).items())
+    return {"lines": ["读卡成功 / card read", shown], "health": health}
+
+
 # Probes that run on the device's thread and describe what they saw. Devices read by the patient (ID card,
 # scanner) are probed by waiting for the patient's action instead: see `card_read` and `scanned`.
-PROBES: dict[str, Callable[[Any], dict[str, Any]]] = {"camera": _camera_probe}
+PROBES: dict[str, Callable[[Any], dict[str, Any]]] = {"camera": _camera_probe, "pcsc": _card_probe}
 WAIT_FOR_PATIENT_ACTION = {
     "id_card": ("请在读卡器上放一张身份证…", "Lay an ID card on the reader…"),
     "scanner": ("请扫描一个二维码或条码…", "Scan a QR code or barcode…"),

@@ -1,7 +1,7 @@
 """Simulated devices for a machine with no hardware: the real drivers talk to these over the real wire
 protocols: serial pseudo-terminal pairs for the ID-card reader, the scanner and the PIN pad, TCP for the
 receipt printer, a looping video file for the face camera, a private cupsd with a cups-pdf queue for the
-report printer."""
+report printer, pcscd with vpcd and the project's card emulator for the PC/SC reader."""
 from __future__ import annotations
 
 import os
@@ -13,6 +13,8 @@ from typing import Any
 from drivers.camera.synthetic import face_video
 from drivers.idcard.protocol import IdentityCard
 from drivers.idcard.simulator import IdCardReaderSimulator
+from drivers.pcsc.testbed import VPCD_PORTS, PcscTestbed, virtual_reader
+from drivers.pcsc.vcard import VirtualCard
 from drivers.pinpad.crypto import Algorithm, encrypt, kcv
 from drivers.pinpad.pad import SerialPinPad
 from drivers.pinpad.simulator import DEMO_MASTER_KEYS, PinPadSimulator
@@ -37,6 +39,8 @@ class SimulatedDevices:
         self.scanner: ScannerSimulator | None = None
         self.pinpad_line: SerialPair | None = None
         self.pinpad: PinPadSimulator | None = None
+        self.pcsc: PcscTestbed | None = None
+        self.card: VirtualCard | None = None  # the bank or social-security card in the PC/SC reader, if any
 
     def start(self) -> dict[str, dict[str, Any]]:
         """Start every simulator and return the `devices` configuration that points the drivers at them."""
@@ -56,8 +60,10 @@ class SimulatedDevices:
         self.pinpad = PinPadSimulator(self.pinpad_line.device_end)
         self.pinpad.start()
         self._sign_in_pinpad(str(self.pinpad_line.host_end))
+        self.pcsc = PcscTestbed().start()  # pcscd started here only if none is running
         return {
             "id_card": {"driver": "serial", "port": str(self.serial.host_end)},
+            "pcsc": {"driver": "pcsc", "reader": virtual_reader(0)},
             "scanner": {"driver": "serial", "port": str(self.scanner_line.host_end)},
             "camera": {"driver": "opencv", "source": str(self.camera_video), "loop": True},
             "receipt_printer": {"driver": "network", "host": "127.0.0.1", "port": self.printer.port},
@@ -85,6 +91,7 @@ class SimulatedDevices:
         "report_printer": ("paper_out", "paused", "off"),
         "scanner": ("unplugged",),
         "pinpad": ("tampered", "off"),
+        "pcsc": ("pcscd_off",),
     }
 
     def inject(self, role: str, fault: str) -> None:
@@ -107,6 +114,10 @@ class SimulatedDevices:
                 self.pinpad.stop()
             else:
                 self.pinpad.tampered = True
+        elif role == "pcsc" and self.pcsc:
+            if not self.pcsc.started_pcscd:
+                raise ValueError("pcscd was already running on this machine; it is not ours to stop")
+            self.pcsc.stop_pcscd_only()
         elif role == "report_printer" and self.cups:
             self._report_printer_fault(fault)
         elif role == "receipt_printer" and self.printer:
@@ -131,7 +142,22 @@ class SimulatedDevices:
                     raise RuntimeError("the simulated report printer did not report paper out")
                 time.sleep(0.1)
 
+    def insert_card(self, profile: str = "bank") -> VirtualCard:
+        """Lay a bank ("bank") or social-security ("social_security") card in the PC/SC reader."""
+        self.remove_card()
+        self.card = VirtualCard(profile, VPCD_PORTS[0])
+        self.card.start()
+        return self.card
+
+    def remove_card(self) -> None:
+        card, self.card = self.card, None
+        if card:
+            card.stop()
+
     def stop(self) -> None:
+        self.remove_card()
+        if self.pcsc:
+            self.pcsc.stop()
         if self.cups:
             self.cups.stop()
         for sim in (self.scanner, self.pinpad):

@@ -30,7 +30,8 @@ def test_simulated_terminal_is_all_ok():
     assert result.returncode == 0, result.stderr
     rows = table(result.stdout)
     assert rows and all(status == "ok" for status, _ in rows.values()), result.stdout
-    assert {"id-card", "scanner", "camera", "receipt-printer", "report-printer", "pin-pad"} <= rows.keys()
+    assert list(rows) == ["id-card", "card-reader", "scanner", "camera", "receipt-printer", "report-printer",
+                          "pin-pad"], "all seven devices, in the order a technician walks the terminal"
 
 
 @pytest.mark.parametrize("inject, name, status, reason", [
@@ -46,6 +47,7 @@ def test_simulated_terminal_is_all_ok():
     ("scanner=unplugged", "scanner", "fault", "disconnected"),
     ("pinpad=tampered", "pin-pad", "fault", "tampered"),
     ("pinpad=off", "pin-pad", "fault", "disconnected"),
+    ("pcsc=pcscd_off", "card-reader", "fault", "pcscd_unavailable"),
 ])
 def test_each_injected_fault_shows_and_fails_the_exit_status(inject, name, status, reason):
     result = diag("--simulated", "--inject", inject)

@@ -153,3 +153,16 @@ def test_pin_pad_self_test_reports_a_tampered_pad(kiosk, qapp, qtbot):
     sims.pinpad.tampered = True
     k.diagnostics.handle("diag_self_test", role="pinpad")
     wait_until(qapp, lambda: "tampered" in texts(k.window), 10, "the tamper report")
+
+
+@pytest.mark.parametrize("profile, expect", [("bank", "622"), ("social_security", "card_number")])
+def test_card_reader_test_reads_the_card_masked(kiosk, qapp, qtbot, profile, expect):
+    from drivers.pcsc.vcard import BANK
+    k, sims = kiosk
+    enter(qtbot, qapp, k)
+    k.diagnostics.handle("diag_self_test", role="pcsc")
+    sims.insert_card(profile)  # tapped Test, then inserted the card
+    wait_until(qapp, lambda: "读卡成功" in texts(k.window) or "失败" in texts(k.window), 15, "the card read")
+    shown = texts(k.window)
+    assert "读卡成功" in shown and expect in shown, shown
+    assert BANK.pan not in shown
