@@ -83,7 +83,7 @@ class Kiosk:
         if "scanner" in config.devices:
             self.scanner_poller = ScannerPoller(make_device("scanner", config.devices), on_scan=self._on_scan,
                                                 on_health=partial(self._device_health, "scanner"))
-        self.window = KioskWindow(self._on_intent, self._hospital_name(), terminal_id, now=now)
+        self.window = KioskWindow(self.send, self._hospital_name(), terminal_id, now=now)
         self.bridge.changed.connect(self._on_view)
         self._workflow_view = self.window.view  # what to show again when diagnostics close
         self._diag_timer = QTimer()
@@ -97,7 +97,7 @@ class Kiosk:
         self.health[role] = health
         self.runner.post("device_health", device=role, health=health)
 
-    def _on_intent(self, intent: str, **kwargs) -> None:
+    def send(self, intent: str, **kwargs) -> None:
         """Taps from the window: diagnostic intents stay here, everything else is the visit's."""
         if intent == "diag_open":
             self.diagnostics.open()

@@ -17,10 +17,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Only for simulated terminals, which guard nothing; a real terminal has no diagnostic mode until its
-# configuration holds a hash made with `kiosk pin-hash`.
-SIMULATED_TECHNICIAN_PIN = "246810"
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kiosk", description="Hospital self-service kiosk")
@@ -49,8 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("pin-hash", help="read a technician PIN from stdin and print its hash for kiosk.toml")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("transitions", "httpx", "root"):  # one line per HTTP call or callback drowns the story
+    for chatty in ("transitions", "httpx"):  # one line per HTTP call or callback drowns the story
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    from kiosk_app.log_tail import not_library_chatter
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(not_library_chatter)
+        if args.command == "demo":  # the demo tells its own story on the console; the log still fills the tail
+            handler.setLevel(logging.WARNING)
 
     if args.command == "diag":
         return _diag(args)
@@ -80,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.windowed:
         config.fullscreen = False
     if args.simulated and not config.technician_pin_hash:
-        from kiosk_app.pin import hash_pin
+        from kiosk_app.pin import SIMULATED_TECHNICIAN_PIN, hash_pin
         config.technician_pin_hash = hash_pin(SIMULATED_TECHNICIAN_PIN)
         logging.getLogger(__name__).info("simulated terminal: technician PIN %s (five taps on the header)",
                                          SIMULATED_TECHNICIAN_PIN)

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from kiosk_app.config import KioskConfig
+from kiosk_app.pin import SIMULATED_TECHNICIAN_PIN, hash_pin
 from kiosk_app.local_central import LocalCentral
 from kiosk_app.phone import qr_on_screen
 from kiosk_app.scripted import ScriptError, click_button, click_tile, visible_tiles, wait_for_screen, wait_until
@@ -52,7 +53,8 @@ def run_demo(out: Path, keep_work: bool = False) -> int:
         credentials = central.provision("KIOSK-DEMO")
         sims = SimulatedDevices(work / "devices")
         devices = sims.start()
-        config = KioskConfig(credentials=credentials, data_dir=work / "kiosk", devices=devices, fullscreen=False)
+        config = KioskConfig(credentials=credentials, data_dir=work / "kiosk", devices=devices, fullscreen=False,
+                             technician_pin_hash=hash_pin(SIMULATED_TECHNICIAN_PIN))
         kiosk = Kiosk(config, app)
         kiosk.window.resize(1920, 1080)
         kiosk.start(show=True)
@@ -92,6 +94,23 @@ def run_demo(out: Path, keep_work: bool = False) -> int:
             raise ScriptError(f"the slip's QR code reads {printed!r}, the HIS issued {visit_code!r}")
         click_button(kiosk.window, "返回首页")
         wait_for_screen(app, kiosk.window, "home")
+
+        print("the receipt printer runs out of paper; a technician comes ...")
+        sims.printer.paper_out = True
+        wait_until(app, lambda: not kiosk.window.screens["home"].tiles["start"].isEnabled(),
+                   config.device_poll_seconds + 5, "same-day registration to switch off")
+        shot("home")
+        kiosk.send("diag_open")  # what five taps on the header send
+        shot("diag_pin")
+        kiosk.send("diag_pin", pin=SIMULATED_TECHNICIAN_PIN)
+        shot("diag")
+        kiosk.send("diag_self_test", role="camera")
+        wait_until(app, lambda: kiosk.window.screens["diag"].image.isVisible(), 20, "the camera test")
+        shot("diag")
+        sims.printer.paper_out = False
+        kiosk.send("diag_exit")
+        wait_until(app, lambda: kiosk.window.screens["home"].tiles["start"].isEnabled(),
+                   config.device_poll_seconds + 5, "same-day registration to come back")
         summary = {"order_no": order["order_no"], "status": order["status"],
                    "queue_no": order["registration"]["queue_no"], "visit_code": visit_code,
                    "screens": shots, "receipt": ["receipt.bin", "receipt.png"]}

@@ -11,12 +11,18 @@ import threading
 from collections import deque
 
 
+def not_library_chatter(record: logging.LogRecord) -> bool:
+    """python-escpos logs every connection at INFO on the root logger; one per slip drowns the story."""
+    return not (record.name == "root" and record.levelno < logging.WARNING)
+
+
 class LogTail(logging.Handler):
     def __init__(self, lines: int = 200, level: int = logging.INFO):
         super().__init__(level)
         self._lines: deque[str] = deque(maxlen=lines)
         self._lock_tail = threading.Lock()
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(name)s: %(message)s", "%H:%M:%S"))
+        self.addFilter(not_library_chatter)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -122,7 +122,8 @@ def test_headless_demo_command(tmp_path):
                             text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     names = {p.name for p in out.iterdir()}
-    for screen in ("home", "insert_card", "departments", "doctors", "slots", "confirm", "payment", "done"):
+    for screen in ("home", "insert_card", "departments", "doctors", "slots", "confirm", "payment", "done",
+                   "diag_pin", "diag"):
         assert any(n.endswith(f"-{screen}.png") for n in names), screen
     assert {"receipt.bin", "receipt.png"} <= names
     assert decode_qr_codes((out / "receipt.bin").read_bytes())
