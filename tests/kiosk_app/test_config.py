@@ -18,7 +18,11 @@ def test_example_config_loads(tmp_path):
     assert config.credentials.terminal_id == "KIOSK-001"
     assert "s3cret" not in repr(config.credentials)
     assert config.devices["id_card"]["driver"] == "serial"
-    assert make_device("receipt_printer", config.devices).__class__.__name__ == "NetworkReceiptPrinter"
+    made = {role: type(make_device(role, config.devices)).__name__ for role in config.devices}
+    assert made == {"id_card": "SerialIdCardReader", "pcsc": "PcscCardReader", "scanner": "SerialScanner",
+                    "camera": "FaceCamera", "receipt_printer": "NetworkReceiptPrinter",
+                    "report_printer": "CupsReportPrinter", "pinpad": "SerialPinPad"}
+    assert config.device_poll_seconds == 2 and config.technician_pin_hash == ""
 
 
 @pytest.mark.parametrize("devices, needle", [
