@@ -1,5 +1,6 @@
 """A small window beside the kiosk when it runs on simulated devices: lay the demo patient's ID card on the
-reader, take it away, and pay the QR on screen with a simulated phone. For demos and developers only."""
+reader, take it away, pay the QR on screen with a simulated phone, and run the receipt printer out of paper
+(and refill it) to watch the home screen switch the service off and on. For demos and developers only."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,7 +29,8 @@ class SimulatorPanel(QWidget):
         box.addLayout(row)
         for text, action in (("放置身份证（演示患者）  Put ID card on reader", self.put_card),
                              ("取走身份证  Take card away", self.take_card),
-                             ("手机扫码支付  Pay the QR with a phone", self.pay_qr)):
+                             ("手机扫码支付  Pay the QR with a phone", self.pay_qr),
+                             ("凭条纸用完/装纸  Paper out / refill", self.toggle_paper)):
             btn = QPushButton(text)
             btn.setMinimumHeight(56)
             btn.clicked.connect(action)
@@ -76,3 +78,8 @@ class SimulatorPanel(QWidget):
             self.status.setText("已支付 Paid")
         except Exception as exc:  # shown to the developer, not to a patient
             self.status.setText(f"支付失败 Payment failed: {exc}")
+
+    def toggle_paper(self) -> None:
+        self.sims.printer.paper_out = not self.sims.printer.paper_out
+        self.status.setText("凭条纸已用完 Receipt paper out" if self.sims.printer.paper_out
+                            else "已装纸 Receipt paper refilled")
