@@ -6,10 +6,9 @@ agent, diagnostics); a lock keeps its command from interleaving with a poll.
 from __future__ import annotations
 
 import logging
-import termios
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import serial
 
@@ -19,18 +18,17 @@ from drivers.idcard.protocol import (
     SW3_SELECT_FAILED, SW3_SUCCESS, AnyCard, FrameError, IdCardError, NoResponseError, Response,
     decode_basic_info, decode_response, encode_request, read_frame,
 )
+from drivers.serial_line import PORT_ERRORS, SerialLine
 
 log = logging.getLogger(__name__)
 
-# What a vanished port raises: pyserial's own errors, plain I/O errors and, from tcflush, termios.error.
-PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, termios.error)
 
 
 class ReaderDisconnectedError(Exception):
     """The serial port cannot be opened or vanished (cable pulled, USB adapter reset)."""
 
 
-class SerialIdCardReader:
+class SerialIdCardReader(SerialLine):
     def __init__(self, port: str, baudrate: int = 115200, timeout: float = 1.0) -> None:
         self.port = str(port)
         self.baudrate = baudrate
@@ -40,37 +38,11 @@ class SerialIdCardReader:
 
     # --- connection ------------------------------------------------------------------------------------
 
-    @property
-    def is_open(self) -> bool:
-        return self._serial is not None and self._serial.is_open
+    def _port_settings(self) -> dict[str, Any]:
+        return {"timeout": self.timeout, "write_timeout": self.timeout}
 
-    def open(self) -> None:
-        with self._lock:
-            if self.is_open:
-                return
-            try:
-                self._serial = serial.Serial(self.port, self.baudrate, timeout=self.timeout,
-                                             write_timeout=self.timeout)
-            except (*PORT_ERRORS, ValueError) as exc:
-                self._serial = None
-                raise ReaderDisconnectedError(
-                    f"身份证阅读器无法连接 / cannot open the ID-card reader on {self.port}: {exc}") from exc
-
-    def close(self) -> None:
-        with self._lock:
-            port, self._serial = self._serial, None
-            if port is not None:
-                try:
-                    port.close()
-                except PORT_ERRORS:
-                    pass
-
-    def __enter__(self) -> "SerialIdCardReader":
-        self.open()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def _open_error(self, exc: BaseException) -> Exception:
+        return ReaderDisconnectedError(f"身份证阅读器无法连接 / cannot open the ID-card reader on {self.port}: {exc}")
 
     # --- health ----------------------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import termios
 import threading
 from datetime import date
 
@@ -20,6 +19,7 @@ from drivers.idcard.protocol import (
     ChecksumError, ForeignerPermanentResidenceCard, FrameError, IdentityCard, NoResponseError, ResidencePermit,
     decode_request, encode_basic_info, encode_response, read_frame,
 )
+from drivers.serial_line import PORT_ERRORS, SerialSimulator
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,9 @@ def demo_residence_permit(name: str = "陈大文", id_number: str | None = None,
         photo=DEMO_PHOTO)
 
 
-class IdCardReaderSimulator:
+class IdCardReaderSimulator(SerialSimulator):
+    THREAD_NAME = "idcard-simulator"
+
     def __init__(self, port: str | os.PathLike[str], baudrate: int = 115200) -> None:
         self.port = str(port)
         self.baudrate = baudrate
@@ -115,25 +117,7 @@ class IdCardReaderSimulator:
         with self._lock:
             self._faults.append(kind)
 
-    # --- life cycle ------------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._serial = serial.Serial(self.port, self.baudrate, timeout=0.05)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._serve, name="idcard-simulator", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._serial:
-            try:
-                self._serial.close()
-            except (OSError, serial.SerialException):
-                pass
-            self._serial = None
+    # --- the device side ------------------------------------------------------------------------------
 
     def _serve(self) -> None:
         port = self._serial
@@ -146,14 +130,14 @@ class IdCardReaderSimulator:
             except FrameError as exc:
                 log.debug("simulator ignored a broken request: %s", exc)
                 continue
-            except (OSError, serial.SerialException, termios.error, TypeError):
+            except (*PORT_ERRORS, TypeError):
                 # The pty pair went away (cable pulled); nothing left to serve.
                 return
             response = self._answer(frame)
             try:
                 port.write(response)
                 port.flush()
-            except (OSError, serial.SerialException, termios.error):
+            except PORT_ERRORS:
                 return
 
     def _answer(self, frame: bytes) -> bytes:

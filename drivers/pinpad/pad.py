@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import logging
 import select
-import termios
 import threading
 import time
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 import serial
 
@@ -30,14 +29,14 @@ from drivers.pinpad.protocol import (
     STATE_TAMPERED, FrameError, NoResponseError, decode_event, encode_frame, encode_start_pin, read_frame,
     status_message,
 )
+from drivers.serial_line import PORT_ERRORS, SerialLine
 
 log = logging.getLogger(__name__)
 
-PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, termios.error)
 EVENT_POLL = 0.1  # how often read_pin wakes to check its own deadline while the patient thinks
 
 
-class SerialPinPad:
+class SerialPinPad(SerialLine):
     def __init__(self, port: str, baudrate: int = 9600, *, algorithm: Algorithm | str = Algorithm.SM4,
                  timeout: float = 1.0) -> None:
         self.port = str(port)
@@ -50,38 +49,14 @@ class SerialPinPad:
 
     # --- connection ------------------------------------------------------------------------------------
 
-    @property
-    def is_open(self) -> bool:
-        return self._serial is not None and self._serial.is_open
+    def _port_settings(self) -> dict[str, Any]:
+        return {"timeout": self.timeout, "write_timeout": self.timeout}
 
-    def open(self) -> None:
-        with self._lock:
-            if self.is_open:
-                return
-            try:
-                self._serial = serial.Serial(self.port, self.baudrate, timeout=self.timeout,
-                                             write_timeout=self.timeout)
-            except (*PORT_ERRORS, ValueError) as exc:
-                self._serial = None
-                raise PinPadDisconnectedError(
-                    f"密码键盘无法连接 / cannot open the PIN pad on {self.port}: {exc}") from exc
-            self._events.clear()
+    def _open_error(self, exc: BaseException) -> Exception:
+        return PinPadDisconnectedError(f"密码键盘无法连接 / cannot open the PIN pad on {self.port}: {exc}")
 
-    def close(self) -> None:
-        with self._lock:
-            port, self._serial = self._serial, None
-            if port is not None:
-                try:
-                    port.close()
-                except PORT_ERRORS:
-                    pass
-
-    def __enter__(self) -> "SerialPinPad":
-        self.open()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def _after_open(self) -> None:
+        self._events.clear()
 
     # --- health ----------------------------------------------------------------------------------------
 

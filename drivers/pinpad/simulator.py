@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import termios
 import threading
 import time
 
@@ -22,6 +21,7 @@ from drivers.pinpad.protocol import (
     ST_BUSY, ST_KCV_MISMATCH, ST_NO_KEY, ST_NO_PIN, ST_OK, ST_TAMPERED, ST_UNKNOWN_COMMAND, STATE_NORMAL,
     STATE_TAMPERED, FrameError, NoResponseError, decode_start_pin, encode_event, encode_frame, read_frame,
 )
+from drivers.serial_line import PORT_ERRORS, SerialSimulator
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,11 @@ DEMO_MASTER_KEYS = {
     Algorithm.SM4: bytes.fromhex("1234567890ABCDEFABCDEF0987654321"),
     Algorithm.TDES: bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"),
 }
-PORT_ERRORS = (OSError, serial.SerialException, termios.error)
 
 
-class PinPadSimulator:
+class PinPadSimulator(SerialSimulator):
+    THREAD_NAME = "pinpad-simulator"
+
     def __init__(self, port: str | os.PathLike[str], baudrate: int = 9600,
                  master_keys: dict[Algorithm, bytes] | None = None) -> None:
         self.port = str(port)
@@ -53,26 +54,6 @@ class PinPadSimulator:
 
     def __repr__(self) -> str:
         return f"PinPadSimulator({self.port!r}, <{len(self._digits)} digits>)"
-
-    # --- life cycle ------------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._serial = serial.Serial(self.port, self.baudrate, timeout=0.05)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._serve, name="pinpad-simulator", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._serial:
-            try:
-                self._serial.close()
-            except PORT_ERRORS:
-                pass
-            self._serial = None
 
     # --- the patient's side ----------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ comes from the printer itself (DLE EOT), the same four questions on either wire.
 from __future__ import annotations
 
 import socket
-import termios
+import threading
 from typing import Any, Sequence
 
 import serial
@@ -17,8 +17,9 @@ from escpos.exceptions import Error as EscposError
 from escpos.printer import Dummy, Network, Usb
 
 from drivers.health import Health
-from drivers.receipt.status import QUERIES, health_from_status
 from drivers.receipt.document import Block, Feed, QrCode, Rule, Text
+from drivers.receipt.status import QUERIES, health_from_status
+from drivers.serial_line import PORT_ERRORS, SerialLine
 
 # 80 mm paper, 72 mm printable at 203 dpi: 576 dots, 48 columns of font A (a CJK character takes two).
 PROFILE_NAME = "TM-T20II"
@@ -33,8 +34,6 @@ ENCODING = "gb18030"
 
 
 DLE_EOT = b"\x10\x04"
-# A serial port whose other end vanished fails in any of these, depending on which call noticed first.
-LINE_ERRORS = (serial.SerialException, OSError, termios.error)
 
 
 class PrinterError(Exception):
@@ -164,7 +163,7 @@ class NetworkReceiptPrinter(_EscposReceiptPrinter):
         return printer
 
 
-class SerialReceiptPrinter(_EscposReceiptPrinter):
+class SerialReceiptPrinter(_EscposReceiptPrinter, SerialLine):
     """A printer on RS-232 or a USB-serial adapter. The port stays open; the device worker keeps status
     queries and jobs from interleaving on it."""
 
@@ -172,57 +171,48 @@ class SerialReceiptPrinter(_EscposReceiptPrinter):
         self.port = port
         self.baudrate = baudrate
         self.timeout = timeout
-        self._line: serial.Serial | None = None
+        self._serial: serial.Serial | None = None
+        self._lock = threading.RLock()
 
     @property
     def address(self) -> str:  # type: ignore[override]
         return self.port
 
-    def open(self) -> None:
-        if self._line is not None:
-            return
-        try:
-            self._line = serial.Serial(self.port, self.baudrate, timeout=self.timeout, write_timeout=self.timeout)
-        except (serial.SerialException, OSError) as exc:
-            raise PrinterError(f"打印机无法连接 / cannot open the receipt printer on {self.port}: {exc}") from exc
+    def _port_settings(self) -> dict[str, Any]:
+        return {"timeout": self.timeout, "write_timeout": self.timeout}
 
-    def close(self) -> None:
-        line, self._line = self._line, None
-        if line is not None:
-            try:
-                line.close()
-            except (serial.SerialException, OSError):
-                pass
+    def _open_error(self, exc: BaseException) -> Exception:
+        return PrinterError(f"打印机无法连接 / cannot open the receipt printer on {self.port}: {exc}")
 
     def health(self) -> Health:
         """A serial printer always answers DLE EOT, so silence is a printer switched off, not a quirk."""
         answers: dict[int, int] = {}
         try:
             self.open()
-            assert self._line is not None
-            self._line.reset_input_buffer()
+            assert self._serial is not None
+            self._serial.reset_input_buffer()
             for n in QUERIES:
-                self._line.write(DLE_EOT + bytes([n]))
-                reply = self._line.read(1)
+                self._serial.write(DLE_EOT + bytes([n]))
+                reply = self._serial.read(1)
                 if not reply:
                     return Health.fault("no_answer", f"receipt printer on {self.port} does not answer")
                 answers[n] = reply[0]
         except PrinterError as exc:
             return Health.fault("disconnected", str(exc))
-        except LINE_ERRORS as exc:
+        except PORT_ERRORS as exc:
             self.close()
             return Health.fault("disconnected", f"receipt printer on {self.port} went away: {exc}")
         return health_from_status(answers)
 
     def _send(self, data: bytes) -> None:
         self.open()
-        assert self._line is not None
+        assert self._serial is not None
         try:
-            self._line.write(data)
-            self._line.flush()
+            self._serial.write(data)
+            self._serial.flush()
         except serial.SerialTimeoutException as exc:
             raise PrinterError(f"打印超时 / receipt printer on {self.port} stopped taking data") from exc
-        except LINE_ERRORS as exc:
+        except PORT_ERRORS as exc:
             self.close()
             raise PrinterError(f"打印中断 / receipt printer on {self.port} went away mid-job: {exc}") from exc
 

@@ -21,6 +21,8 @@ import serial
 import usb.backend
 import usb.core
 
+from drivers.serial_line import PORT_ERRORS, SerialSimulator
+
 DLE_EOT = b"\x10\x04"
 
 FIXED_BITS = 0x12  # every DLE EOT answer has bits 1 and 4 set and bits 0 and 7 clear
@@ -163,52 +165,43 @@ def only_status_queries(data: bytes) -> bool:
     return len(data) % 3 == 0 and all(data[i:i + 2] == DLE_EOT for i in range(0, len(data), 3))
 
 
-class SerialPrinterSimulator(PrinterModel):
+class SerialPrinterSimulator(PrinterModel, SerialSimulator):
     """The printer on the device end of a pty pair. `stop()` is the printer switched off: it stops
     answering, as a powered-down printer does, while the host's port stays open."""
 
+    THREAD_NAME = "serial-printer"
     JOB_GAP = 0.2  # seconds of quiet that end a job
 
     def __init__(self, port: str | os.PathLike[str], baudrate: int = 19200) -> None:
         super().__init__()
         self.port = str(port)
         self.baudrate = baudrate
+        self._serial: serial.Serial | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._stop.clear()
-        line = serial.Serial(self.port, self.baudrate, timeout=0.05)
-        self._thread = threading.Thread(target=self._serve, args=(line,), name="serial-printer", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _serve(self, line: serial.Serial) -> None:
+    def _serve(self) -> None:
+        line = self._serial
+        assert line is not None
         job = bytearray()
         last = time.monotonic()
-        with line:
-            while not self._stop.is_set():
-                try:
-                    chunk = line.read(4096)
-                except (serial.SerialException, OSError):
-                    break
-                now = time.monotonic()
-                if chunk:
-                    job += chunk
-                    last = now
-                    answers = self._status_answers(chunk)
-                    if answers:
-                        line.write(answers)
-                        if only_status_queries(bytes(job)):
-                            job.clear()
-                elif job and now - last > self.JOB_GAP:
-                    self._record(bytes(job))
-                    job.clear()
+        while not self._stop.is_set():
+            try:
+                chunk = line.read(4096)
+            except PORT_ERRORS:
+                break
+            now = time.monotonic()
+            if chunk:
+                job += chunk
+                last = now
+                answers = self._status_answers(chunk)
+                if answers:
+                    line.write(answers)
+                    if only_status_queries(bytes(job)):
+                        job.clear()
+            elif job and now - last > self.JOB_GAP:
+                self._record(bytes(job))
+                job.clear()
         self._record(bytes(job))
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
-import termios
 import threading
 import time
+from typing import Any
 
 import serial
 
@@ -26,10 +26,10 @@ from drivers.health import Health
 from drivers.scanner.base import (
     MAX_SCAN_LENGTH, ScanDecodeError, ScanLine, ScannerDisconnectedError, strip_aim,
 )
+from drivers.serial_line import PORT_ERRORS, SerialLine
 
 log = logging.getLogger(__name__)
 
-PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, termios.error)
 
 HONEYWELL_REVINF = b"\x16M\rREVINF."
 QUERY_ECHO = b"REVINF"
@@ -101,7 +101,7 @@ class LineSplitter:
         self._after_cr = False
 
 
-class SerialScanner:
+class SerialScanner(SerialLine):
     def __init__(self, port: str, baudrate: int = 9600, *, aim_prefix: bool = False,
                  query: bytes | None = None, query_timeout: float = 1.0) -> None:
         self.port = str(port)
@@ -115,37 +115,14 @@ class SerialScanner:
 
     # --- connection ------------------------------------------------------------------------------------
 
-    @property
-    def is_open(self) -> bool:
-        return self._serial is not None and self._serial.is_open
+    def _port_settings(self) -> dict[str, Any]:
+        return {"timeout": POLL, "write_timeout": 1.0}
 
-    def open(self) -> None:
-        with self._lock:
-            if self.is_open:
-                return
-            try:
-                self._serial = serial.Serial(self.port, self.baudrate, timeout=POLL, write_timeout=1.0)
-            except (*PORT_ERRORS, ValueError) as exc:
-                self._serial = None
-                raise ScannerDisconnectedError(
-                    f"扫码器无法连接 / cannot open the scanner on {self.port}: {exc}") from exc
-            self._lines.clear()
+    def _open_error(self, exc: BaseException) -> Exception:
+        return ScannerDisconnectedError(f"扫码器无法连接 / cannot open the scanner on {self.port}: {exc}")
 
-    def close(self) -> None:
-        with self._lock:
-            port, self._serial = self._serial, None
-            if port is not None:
-                try:
-                    port.close()
-                except PORT_ERRORS:
-                    pass
-
-    def __enter__(self) -> "SerialScanner":
-        self.open()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def _after_open(self) -> None:
+        self._lines.clear()
 
     # --- health ----------------------------------------------------------------------------------------
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-import termios
 import threading
 
 import serial
+
+from drivers.serial_line import PORT_ERRORS, SerialSimulator
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,9 @@ TERMINATORS = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n"}
 REVINF_REPLY = b"REVINF\r\nProduct Name: Kiosk scanner simulator\r\nFirmware Version: SIM-1.0\r\n\x06."
 
 
-class ScannerSimulator:
+class ScannerSimulator(SerialSimulator):
+    THREAD_NAME = "scanner-simulator"
+
     def __init__(self, port: str | os.PathLike[str], baudrate: int = 9600, *, terminator: str = "CR",
                  encoding: str = "utf-8", aim: str | None = None, answers_query: bool = True) -> None:
         self.port = str(port)
@@ -33,24 +36,6 @@ class ScannerSimulator:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._serial = serial.Serial(self.port, self.baudrate, timeout=0.05)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._serve, name="scanner-simulator", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._serial:
-            try:
-                self._serial.close()
-            except (OSError, serial.SerialException):
-                pass
-            self._serial = None
 
     # --- the patient's side ----------------------------------------------------------------------------
 
@@ -74,7 +59,7 @@ class ScannerSimulator:
         while not self._stop.is_set():
             try:
                 data = port.read(64)
-            except (OSError, serial.SerialException, termios.error, TypeError):
+            except (*PORT_ERRORS, TypeError):
                 return  # the pty pair went away (cable pulled)
             if not data:
                 continue
@@ -85,6 +70,6 @@ class ScannerSimulator:
                 if self.answers_query:
                     try:
                         self.send_raw(REVINF_REPLY)
-                    except (OSError, serial.SerialException, termios.error):
+                    except PORT_ERRORS:
                         return
             del pending[:-32]
