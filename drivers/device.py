@@ -129,3 +129,25 @@ class DeviceProxy:
             return self._worker.call(lambda device: getattr(device, verb)(*args, **kwargs), self._timeout)
 
         return call
+
+
+class Reporting:
+    """For pollers (devices that speak unasked): hand results to the kiosk's callbacks, where a failing
+    callback is logged and never kills the thread, and report one error of a kind once per outage."""
+
+    on_error: Callable[[Exception], None]
+    _last_error: str | None
+
+    @staticmethod
+    def _call(callback: Callable[[Any], None], value: Any, what: str) -> None:
+        try:
+            callback(value)
+        except Exception:
+            log.exception("%s handler failed", what)
+
+    def _report(self, exc: Exception, dedupe: bool) -> None:
+        key = type(exc).__name__
+        if dedupe and key == self._last_error:
+            return
+        self._last_error = key
+        self._call(self.on_error, exc, "on_error")

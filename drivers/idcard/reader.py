@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import serial
 
+from drivers.device import Reporting
 from drivers.health import Health
 from drivers.idcard.protocol import (
     CMD_FIND_CARD, CMD_READ_BASIC, CMD_SAM_STATUS, CMD_SELECT_CARD, SW3_FIND_OK, SW3_NO_CARD, SW3_SAM_FAULT,
@@ -136,7 +137,7 @@ class SerialIdCardReader(SerialLine):
             pass  # the next command reports the broken port
 
 
-class IdCardPoller:
+class IdCardPoller(Reporting):
     """Polls the reader on its own daemon thread and reports each card presentation once.
 
     A card is reported again only after the reader stopped finding it (taken away), so a patient who leaves
@@ -236,23 +237,7 @@ class IdCardPoller:
             self._silent_polls = 0
         if health != self._health:
             self._health = health
-            try:
-                self.on_health(health)
-            except Exception:
-                log.exception("on_health handler failed")
+            self._call(self.on_health, health, "on_health")
 
     def _deliver(self, card: AnyCard) -> None:
-        try:
-            self.on_card(card)
-        except Exception:
-            log.exception("on_card handler failed")
-
-    def _report(self, exc: Exception, dedupe: bool) -> None:
-        key = type(exc).__name__
-        if dedupe and key == self._last_error:
-            return
-        self._last_error = key
-        try:
-            self.on_error(exc)
-        except Exception:
-            log.exception("on_error handler failed")
+        self._call(self.on_card, card, "on_card")

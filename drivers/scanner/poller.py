@@ -10,6 +10,7 @@ import logging
 import threading
 from typing import Callable
 
+from drivers.device import Reporting
 from drivers.health import Health
 from drivers.scanner.base import ScanDecodeError, Scanner, ScannerDisconnectedError
 from drivers.scanner.classify import DEFAULT_RULES, Rules, Scan, classify, unreadable
@@ -17,7 +18,7 @@ from drivers.scanner.classify import DEFAULT_RULES, Rules, Scan, classify, unrea
 log = logging.getLogger(__name__)
 
 
-class ScannerPoller:
+class ScannerPoller(Reporting):
     def __init__(self, scanner: Scanner, on_scan: Callable[[Scan], None],
                  on_error: Callable[[Exception], None] | None = None,
                  on_health: Callable[[Health], None] | None = None, *, rules: Rules = DEFAULT_RULES,
@@ -90,23 +91,7 @@ class ScannerPoller:
         # One outage is one notification: the detail changes ("went away" -> "cannot open"), the state not.
         if (health.status, health.reason) != (self._health.status, self._health.reason):
             self._health = health
-            try:
-                self.on_health(health)
-            except Exception:
-                log.exception("on_health handler failed")
+            self._call(self.on_health, health, "on_health")
 
     def _deliver(self, scan: Scan) -> None:
-        try:
-            self.on_scan(scan)
-        except Exception:
-            log.exception("on_scan handler failed")
-
-    def _report(self, exc: Exception, dedupe: bool) -> None:
-        key = type(exc).__name__
-        if dedupe and key == self._last_error:
-            return
-        self._last_error = key
-        try:
-            self.on_error(exc)
-        except Exception:
-            log.exception("on_error handler failed")
+        self._call(self.on_scan, scan, "on_scan")

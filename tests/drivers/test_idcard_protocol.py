@@ -4,9 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -23,7 +21,6 @@ from drivers.idcard.protocol import (
 )
 from drivers.idcard.reader import SerialIdCardReader
 from drivers.idcard.simulator import IdCardReaderSimulator, demo_card, demo_foreigner_card, demo_residence_permit
-from drivers.serial_pair import SerialPair
 
 
 def reader_of(data: bytes, chunk: int = 1 << 30):
@@ -414,28 +411,7 @@ def test_mutated_basic_info_of_every_card_type_raises_only_card_data_errors(
 
 
 # --- the real driver reads every type from the simulator over a pty pair -------------------------------
-# Fixtures copied from test_idcard_reader.py (not shared through conftest: that file belongs to another part).
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[SerialPair]:
-    with SerialPair(tmp_path) as p:
-        yield p
-
-
-@pytest.fixture
-def sim(pair: SerialPair) -> Iterator[IdCardReaderSimulator]:
-    s = IdCardReaderSimulator(pair.device_end)
-    s.start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def reader(pair: SerialPair, sim: IdCardReaderSimulator) -> Iterator[SerialIdCardReader]:
-    r = SerialIdCardReader(str(pair.host_end), timeout=0.5)
-    r.open()
-    yield r
-    r.close()
+XX
 
 
 @pytest.mark.timeout(60)
