@@ -411,7 +411,7 @@ def test_mutated_basic_info_of_every_card_type_raises_only_card_data_errors(
 
 
 # --- the real driver reads every type from the simulator over a pty pair -------------------------------
-XX
+from tests.drivers.test_idcard_reader import pair, reader, sim  # noqa: E402,F401  (the reader's fixtures)
 
 
 @pytest.mark.timeout(60)
