@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from drivers.pcsc.cards import PPSE_NAME, SOCIAL_SECURITY_AID, SSC_SFI_CARD, SSC_SFI_HOLDER
-from drivers.pcsc.cards import luhn_valid  # noqa: F401  (kept importable from here for older callers)
 from drivers.pcsc.tlv import encode
 
 log = logging.getLogger(__name__)

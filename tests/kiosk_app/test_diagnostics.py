@@ -3,7 +3,6 @@ device's state, self-tests that reach the device, and patients' visits kept apar
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QPoint, Qt

@@ -1,7 +1,6 @@
 """Order summary before any money is asked for: the patient sees exactly what they will pay for."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout
 
 from ui import theme
