@@ -89,3 +89,41 @@ def test_config_file_is_read(tmp_path):
     result = diag("--config", str(tmp_path / "kiosk.toml"))
     assert result.returncode == 1
     assert table(result.stdout)["receipt-printer"] == ("fault", "disconnected")
+
+
+@pytest.fixture
+def reader_on_a_pty(tmp_path):
+    from drivers.idcard.simulator import IdCardReaderSimulator
+    from drivers.serial_pair import SerialPair
+    with SerialPair(tmp_path) as pair:
+        sim = IdCardReaderSimulator(pair.device_end)
+        sim.start()
+        yield pair, sim
+        sim.stop()
+
+
+def test_id_card_read_prints_masked_json_and_full_only_when_asked(reader_on_a_pty):
+    import json
+
+    from drivers.idcard.simulator import demo_card, demo_foreigner_card
+    pair, sim = reader_on_a_pty
+    sim.insert(demo_card("王小明", "110101199003074514"))
+    result = diag("id-card", "--port", str(pair.host_end), "--timeout", "5")
+    assert result.returncode == 0, result.stderr
+    fields = json.loads(result.stdout)
+    assert fields["name"] == "王*明" and "110101199003074514" not in result.stdout
+    assert "王小明" not in result.stdout and fields["photo"]["bytes"] > 0
+    sim.remove()
+    sim.insert(demo_foreigner_card())
+    result = diag("id-card", "--port", str(pair.host_end), "--timeout", "5", "--unmasked")
+    assert result.returncode == 0, result.stderr
+    fields = json.loads(result.stdout)
+    assert fields["card_type"] == "foreigner_permanent" and "*" not in fields["permit_number"]
+
+
+def test_id_card_read_without_a_card_says_so(reader_on_a_pty):
+    pair, _ = reader_on_a_pty
+    result = diag("id-card", "--port", str(pair.host_end), "--timeout", "1")
+    assert result.returncode == 1 and "no card" in result.stderr
+    result = diag("id-card", "--port", "/nonexistent/ttyX", "--timeout", "1")
+    assert result.returncode == 2 and "ttyX" in result.stderr and "Traceback" not in result.stderr
