@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 #: Trade states shared by all channels (WeChat Pay's names, which the others map onto).
 TRADE_STATES = frozenset({"SUCCESS", "NOTPAY", "CLOSED", "USERPAYING", "REFUND", "PAYERROR"})
@@ -30,6 +30,18 @@ class TradeState:
     def paid(self) -> bool:
         """A refunded trade was paid first: both mean the money arrived once."""
         return self.state in ("SUCCESS", "REFUND")
+
+
+@dataclass(frozen=True)
+class BillLine:
+    """One line of a channel's daily statement, for reconciliation against our own payments and refunds."""
+
+    out_trade_no: str
+    transaction_id: str
+    kind: str  # "PAY" | "REFUND"
+    amount_fen: int  # positive for both kinds; `kind` says which way the money went
+    time: str  # as the channel states it (RFC 3339 or "YYYY-MM-DD HH:MM:SS" in China time)
+    out_refund_no: str | None = None
 
 
 class ChannelError(Exception):
@@ -77,3 +89,24 @@ class PaymentChannel(ABC):
     @abstractmethod
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> TradeState:
         """Verify and decode an asynchronous notification; raises SignatureError for anything unproven."""
+
+    # Optional capabilities: a channel that lacks one says so by raising NotImplementedError, and the order
+    # logic offers only what the channel can do.
+
+    def pay_by_code(self, out_trade_no: str, description: str, amount_fen: int, auth_code: str) -> TradeState:
+        """Charge the payment code the patient's phone shows (scanned at the kiosk). "USERPAYING" means the
+        patient must confirm on the phone: poll `query` until the deadline, then `reverse`."""
+        raise NotImplementedError(f"{type(self).__name__} does not take payment codes")
+
+    def reverse(self, out_trade_no: str) -> None:
+        """Undo a code payment whatever its state (WeChat "reverse", Alipay "cancel"): close it if unpaid,
+        refund it if the patient confirmed at the last second. Idempotent."""
+        raise NotImplementedError(f"{type(self).__name__} cannot reverse")
+
+    def query_refund(self, out_refund_no: str) -> str:
+        """A refund's status: "PROCESSING", "SUCCESS", "CLOSED" or "ABNORMAL"."""
+        raise NotImplementedError(f"{type(self).__name__} cannot query refunds")
+
+    def download_bill(self, bill_date: date) -> list[BillLine]:
+        """The channel's statement for one day (China time), for reconciliation."""
+        raise NotImplementedError(f"{type(self).__name__} has no daily statement")
