@@ -205,7 +205,7 @@ def start_payment(svc: Services, terminal_id: str, order_no: str, channel: str, 
     payment = order.payment
     assert payment is not None
     try:
-        code_url = svc.channel.create_native(payment.out_trade_no, payment.description, order.amount_fen,
+        code_url = svc.channel_for(payment.channel).create_native(payment.out_trade_no, payment.description, order.amount_fen,
                                              svc.settings.notify_url, order.expires_at)
     except ChannelUnavailable:
         raise ChannelBusy() from None
@@ -224,7 +224,7 @@ def start_payment(svc: Services, terminal_id: str, order_no: str, channel: str, 
     order = get_order(svc, order_no, terminal_id)
     if order.status == OrderStatus.CLOSED:
         # Cancelled while the trade was being opened: make sure that trade cannot be paid either.
-        _close_trade_quietly(svc, payment.out_trade_no)
+        _close_trade_quietly(svc, payment)
     return order
 
 
@@ -312,7 +312,7 @@ def _refund(svc: Services, order: Order, actor: str, now: datetime) -> None:
             session.execute(update(Order).where(Order.id == order.id, Order.refund_no.is_(None))
                             .values(refund_no=refund_no))
     try:
-        status = svc.channel.refund(payment.out_trade_no, refund_no, order.paid_fen or order.amount_fen,
+        status = svc.channel_for(payment.channel).refund(payment.out_trade_no, refund_no, order.paid_fen or order.amount_fen,
                                     order.amount_fen, "号源已失效，挂号未成功，原路退回")
     except ChannelUnavailable:
         log.warning("order %s: refund outcome unknown; will ask again", order.order_no)
@@ -364,7 +364,7 @@ def close_order(svc: Services, order: Order, *, actor: str, event: str, now: dat
     payment = order.payment
     if payment is not None:
         try:
-            state = svc.channel.query(payment.out_trade_no)
+            state = svc.channel_for(payment.channel).query(payment.out_trade_no)
         except ChannelUnavailable:
             raise ChannelBusy() from None
         except ChannelError as exc:
@@ -376,7 +376,7 @@ def close_order(svc: Services, order: Order, *, actor: str, event: str, now: dat
             return get_order(svc, order.order_no)
         if state is not None and state.state != "CLOSED":
             try:
-                svc.channel.close(payment.out_trade_no)
+                svc.channel_for(payment.channel).close(payment.out_trade_no)
             except ChannelUnavailable:
                 raise ChannelBusy() from None
             except ChannelError as exc:
@@ -437,7 +437,7 @@ def sweep(svc: Services, *, now: datetime | None = None) -> SweepReport:
 def _query_and_apply(svc: Services, order: Order, actor: str, *, now: datetime | None = None) -> None:
     assert order.payment is not None
     try:
-        state = svc.channel.query(order.payment.out_trade_no)
+        state = svc.channel_for(order.payment.channel).query(order.payment.out_trade_no)
     except (ChannelUnavailable, ChannelError) as exc:
         log.info("order %s: query gave no usable answer (%s)", order.order_no, type(exc).__name__)
         return
@@ -453,11 +453,11 @@ def _claim_query(svc: Services, payment: Payment, now: datetime) -> bool:
         return claimed.rowcount == 1
 
 
-def _close_trade_quietly(svc: Services, out_trade_no: str) -> None:
+def _close_trade_quietly(svc: Services, payment: Payment) -> None:
     try:
-        svc.channel.close(out_trade_no)
+        svc.channel_for(payment.channel).close(payment.out_trade_no)
     except (ChannelUnavailable, ChannelError) as exc:
-        log.warning("trade %s of a closed order could not be closed (%s)", out_trade_no, type(exc).__name__)
+        log.warning("trade %s of a closed order could not be closed (%s)", payment.out_trade_no, type(exc).__name__)
 
 
 def _transition(session: Session, order: Order, from_statuses: list[str], to_status: str, actor: str, event: str,

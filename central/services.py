@@ -32,7 +32,7 @@ class Services:
     sessions: sessionmaker[Session]
     cipher: FieldCipher
     his: HisAdapter
-    channel: PaymentChannel
+    channels: dict[str, PaymentChannel]  # by provider: "wechat", "alipay", ...
     wechatpay_keys: WeChatPayKeys | None = None
     clock: Callable[[], datetime] = field(default=utcnow)
 
@@ -43,11 +43,25 @@ class Services:
         """Today in the hospital's timezone, which is what "same-day" means to a patient."""
         return self.now().astimezone(self.settings.tz).date()
 
+    @property
+    def channel(self) -> PaymentChannel:
+        """WeChat Pay: the channel of the first payment method, kept for the code that knows only it."""
+        return self.channels["wechat"]
+
+    def channel_for(self, method: str) -> PaymentChannel:
+        """The provider behind a payment method ("wechat_native" → WeChat Pay); KeyError if not set up."""
+        return self.channels[provider_of(method)]
+
     def close(self) -> None:
-        shutdown = getattr(self.channel, "shutdown", None)
-        if callable(shutdown):
-            shutdown()
+        for channel in self.channels.values():
+            shutdown = getattr(channel, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
         self.engine.dispose()
+
+
+def provider_of(method: str) -> str:
+    return method.split("_", 1)[0]
 
 
 def wechatpay_keys(settings: Settings) -> WeChatPayKeys:
@@ -57,7 +71,8 @@ def wechatpay_keys(settings: Settings) -> WeChatPayKeys:
 
 
 def build_services(settings: Settings, *, channel: PaymentChannel | None = None,
-                   his: HisAdapter | None = None) -> Services:
+                   his: HisAdapter | None = None, channels: dict[str, PaymentChannel] | None = None) -> Services:
+    """`channel` replaces WeChat Pay (tests); `channels` adds or replaces other providers."""
     from central.payments.wechatpay import WeChatPayChannel
 
     data_dir = Path(settings.data_dir)
@@ -71,4 +86,5 @@ def build_services(settings: Settings, *, channel: PaymentChannel | None = None,
         keys = wechatpay_keys(settings)
         channel = WeChatPayChannel.from_keys(settings.wechat_url, keys)
     return Services(settings=settings, engine=engine, sessions=sessions, cipher=cipher,
-                    his=his or ReferenceHis(sessions, cipher, HOSPITAL), channel=channel, wechatpay_keys=keys)
+                    his=his or ReferenceHis(sessions, cipher, HOSPITAL), channels={"wechat": channel, **(channels or {})},
+                    wechatpay_keys=keys)
