@@ -8,6 +8,7 @@ to the workflow as a `device_health` event, so the home screen switches off what
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 from functools import partial
 from zoneinfo import ZoneInfo
@@ -29,6 +30,7 @@ from kiosk_app.pin import PinGate
 from ui.window import KioskWindow, ViewBridge
 from workflows.backend import BackendError, BackendUnavailable
 from workflows.journal import Journal
+from workflows.recovery import recover
 from workflows.registration import SameDayRegistration, Timeouts
 from workflows.runner import WorkflowRunner
 from workflows.view import View
@@ -150,6 +152,8 @@ class Kiosk:
             return self.config.hospital_name
 
     def start(self, show: bool = True) -> None:
+        # A visit the last run left half-way (crash, power cut): close its unpaid order, off the Qt thread.
+        threading.Thread(target=recover, args=(self.journal, self.backend), name="recovery", daemon=True).start()
         self.runner.start()
         for worker in self.workers.values():
             worker.start()
