@@ -95,6 +95,9 @@ class Timeouts:
     failed: float = 30.0
     fulfilment: float = 90.0  # paid but the HIS has not confirmed: stop waiting at the screen
     poll_interval: float = 2.0
+    # A create or pay request whose answer was lost is asked again with the same idempotency key: the server
+    # returns what it did the first time. These are the pauses between tries before telling the patient.
+    retry_delays: tuple[float, ...] = (0.5, 1.5)
 
     def idle_limit(self, state: str) -> float | None:
         if state in ("choosing_department", "choosing_doctor", "choosing_slot", "confirming"):
@@ -148,8 +151,9 @@ class SameDayRegistration:
     def __init__(self, backend: Backend, printer: ReceiptPrinter, journal: Journal,
                  publish: Callable[[View], None], terminal_id: str,
                  timeouts: Timeouts | None = None, clock: Callable[[], float] = time.monotonic,
-                 now: Callable[[], datetime] = datetime.now):
+                 now: Callable[[], datetime] = datetime.now, sleep: Callable[[float], None] = time.sleep):
         self.backend = backend
+        self.sleep = sleep
         self.printer = printer
         self.journal = journal
         self.publish = publish
@@ -320,7 +324,8 @@ class SameDayRegistration:
             self._go("fail", message=why, message_en=why_en)
             return
         try:
-            v.order = self.backend.create_registration(v.patient["patient_id"], v.slot["slot_id"], v.order_key)
+            v.order = self._retrying(lambda: self.backend.create_registration(
+                v.patient["patient_id"], v.slot["slot_id"], v.order_key))
         except BackendError as exc:
             if exc.code == "SLOT_TAKEN":
                 v.slot = None
@@ -330,7 +335,8 @@ class SameDayRegistration:
                 self._go("fail", message=exc.message, message_en=exc.message_en)
             return
         except BackendUnavailable:
-            # No order is known to exist; the server drops a lock that is never paid for.
+            # If the server made the order, no one can pay it (no QR was shown): the server closes it when
+            # its slot lock expires, and a restarted kiosk cancels it at once (workflows.recovery).
             self._fail_offline()
             return
         self._go("order_created")
@@ -338,7 +344,7 @@ class SameDayRegistration:
     def _enter_awaiting_payment(self, event: EventData) -> None:
         v = self.visit
         try:
-            v.order = self.backend.pay(v.order["order_no"], "wechat_native", v.pay_key)
+            v.order = self._retrying(lambda: self.backend.pay(v.order["order_no"], "wechat_native", v.pay_key))
         except BackendError as exc:
             self._go("fail", message=exc.message, message_en=exc.message_en)
         except BackendUnavailable:
@@ -383,6 +389,15 @@ class SameDayRegistration:
             self._go("fail", message=exc.message, message_en=exc.message_en)
         except BackendUnavailable:
             self._fail_offline()
+
+    def _retrying(self, call: Callable[[], Any]) -> Any:
+        for delay in self.timeouts.retry_delays:
+            try:
+                return call()
+            except BackendUnavailable as exc:
+                log.warning("request outcome unknown (%s); asking again with the same key", exc)
+                self.sleep(delay)
+        return call()
 
     def _fail_offline(self) -> None:
         self._go("fail", message="网络连接中断，请稍后再试或到人工窗口办理",

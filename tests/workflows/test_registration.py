@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from workflows.backend import BackendUnavailable
 from workflows.journal import Journal
 from workflows.registration import SameDayRegistration, Timeouts
 
@@ -29,7 +30,7 @@ def env(tmp_path):
     views = []
     clock = Clock()
     wf = SameDayRegistration(backend, printer, journal, views.append, "KIOSK-T01",
-                             Timeouts(poll_interval=1.0), clock=clock)
+                             Timeouts(poll_interval=1.0), clock=clock, sleep=lambda s: None)
     return wf, backend, printer, views, journal, clock
 
 
@@ -274,3 +275,22 @@ def test_device_health_does_not_count_as_patient_activity(env):
     clock.t += 20
     wf.tick()
     assert wf.state == "home"
+
+
+def test_a_lost_answer_is_asked_again_with_the_same_key(env):
+    wf, backend, printer, views, journal, clock = env
+    for intent, kw in UP_TO_CONFIRM:
+        wf.handle(intent, **kw)
+    answers = iter([BackendUnavailable("timeout"), None])
+    real_create = backend.create_registration
+
+    def flaky_create(*args):
+        outcome = real_create(*args)  # the server did the work ...
+        problem = next(answers)
+        if problem:
+            raise problem  # ... and the answer was lost on the way back
+        return outcome
+
+    backend.create_registration = flaky_create
+    wf.handle("confirm")
+    assert wf.state == "awaiting_payment" and len(backend.orders) == 1
