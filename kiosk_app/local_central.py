@@ -27,8 +27,9 @@ def _central(*args: str) -> list[str]:
 
 
 class LocalCentral:
-    def __init__(self, data_dir: Path, port: int | None = None):
+    def __init__(self, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None):
         self.data_dir = Path(data_dir)
+        self.env = env or {}  # KIOSK_CENTRAL_* settings, e.g. an external sandbox
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -39,7 +40,7 @@ class LocalCentral:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             _central("serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port)),
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -65,6 +66,12 @@ class LocalCentral:
         resp = httpx.post(self.url + "/sandbox/wechatpay/simulate/pay", json={"code_url": code_url}, timeout=10)
         resp.raise_for_status()
         return resp.json()
+
+    def kill(self) -> None:
+        """The server dies without a chance to finish anything (power cut, OOM killer)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
