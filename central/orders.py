@@ -149,6 +149,11 @@ def create_registration_order(svc: Services, terminal_id: str, patient_id: str, 
     return get_order(svc, order.order_no), True
 
 
+def find_by_key(svc: Services, terminal_id: str, idempotency_key: str) -> Order | None:
+    """The order this terminal's create request with this key made, if any."""
+    return _by_key(svc, terminal_id, idempotency_key)
+
+
 def _slot_taken(svc: Services, slot: Slot, now: datetime) -> SlotUnavailable:
     fresh = svc.his.list_free_slots(slot.dept_code, slot.doctor_code, slot.day, now)
     return SlotUnavailable(slots=fresh)

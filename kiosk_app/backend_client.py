@@ -66,6 +66,14 @@ class HttpBackend:
         return self._call("POST", "/registrations", json={"patient_id": patient_id, "slot_id": slot_id,
                                                           "idempotency_key": idempotency_key})
 
+    def registration_by_key(self, idempotency_key: str) -> Json | None:
+        try:
+            return self._call("GET", f"/registrations/by-key/{idempotency_key}")
+        except BackendError as exc:
+            if exc.code == "NOT_FOUND":
+                return None
+            raise
+
     def pay(self, order_no: str, channel: str, idempotency_key: str) -> Json:
         return self._call("POST", f"/orders/{order_no}/pay",
                           json={"channel": channel, "idempotency_key": idempotency_key})

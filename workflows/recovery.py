@@ -3,7 +3,7 @@
 The server is the authority on money and its sweeper finishes every order on its own, so the kiosk's part
 is small but it matters: an order it created but never saw paid must not stay open for the patient's phone
 to pay into after the patient has gone. The journal says which order (or, if the crash came before the
-answer, which idempotency key created it); the kiosk asks the server to cancel it, and the server's rule
+answer, the idempotency key it was asked for with); the kiosk asks the server to cancel it, and the server's rule
 applies: it closes only after the channel confirms nothing was paid, and honours a payment that came first.
 
 Every step may be repeated: if the server cannot be reached, the visit stays unresolved and the next start
@@ -59,14 +59,10 @@ def _recover_one(entry: dict[str, Any], backend: Backend) -> Recovery:
     session, state = entry["session"], entry["dest"]
     order_no = data.get("order_no")
     try:
-        if order_no is None and data.get("order_key") and data.get("patient_id") and data.get("slot_id"):
-            # The crash may have come after the server made the order and before we heard: the same key
-            # returns that order (or makes one now, which is cancelled at once and harms no one).
-            try:
-                order_no = backend.create_registration(data["patient_id"], data["slot_id"],
-                                                       data["order_key"])["order_no"]
-            except BackendError:  # the slot is gone or the key was never used for an order: nothing is open
-                return Recovery(session, state, None, "no_order")
+        if order_no is None and data.get("order_key"):
+            # The crash may have come after the server made the order and before we heard: ask by the key.
+            found = backend.registration_by_key(data["order_key"])
+            order_no = found["order_no"] if found else None
         if order_no is None:
             return Recovery(session, state, None, "no_order")
         order = backend.order(order_no)

@@ -104,6 +104,16 @@ def create_registration(body: RegistrationRequest, svc: Svc, terminal: Terminal)
     return order_view(order, svc.settings.tz)
 
 
+@router.get("/registrations/by-key/{idempotency_key}")
+def registration_by_key(idempotency_key: str, svc: Svc, terminal: Terminal) -> dict[str, Any]:
+    """The order a create request with this key made, if it made one: for a kiosk that crashed before it
+    heard the answer. Never creates anything."""
+    order = orders.find_by_key(svc, terminal, idempotency_key)
+    if order is None:
+        raise ApiError(404, "NOT_FOUND", "未找到该订单", "No order was made with this key")
+    return order_view(order, svc.settings.tz)
+
+
 @router.post("/orders/{order_no}/pay")
 def pay(order_no: str, body: PayRequest, svc: Svc, terminal: Terminal) -> dict[str, Any]:
     order = orders.start_payment(svc, terminal, order_no, body.channel, body.idempotency_key)

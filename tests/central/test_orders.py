@@ -15,7 +15,7 @@ from central.his.seed import DEMO_PATIENT_ID
 from central.his.tables import HisPatient, HisRegistration, HisSlot, HisSlotLock
 from central.models import OrderStatus
 from central.services import Services
-from tests.central.conftest import Kiosk
+from tests.central.conftest import Kiosk, provision
 from tests.central.fakes import FakeChannel
 
 TERMINAL = "KIOSK-001"
@@ -239,3 +239,16 @@ def test_sweeper_closes_abandoned_orders_and_finishes_paid_ones(svc: Services, f
     assert report.closed == 1 and report.fulfilled == 1
     assert orders.get_order(svc, abandoned.order_no).status == OrderStatus.CLOSED
     assert orders.get_order(svc, paid.order_no).status == OrderStatus.FULFILLED
+
+
+def test_an_order_is_found_by_its_key_and_a_lookup_creates_nothing(client: TestClient, kiosk: Kiosk,
+                                                                     svc: Services) -> None:
+    slot = next_emergency_slot(svc)
+    k = key()
+    assert client.get(f"/api/v1/kiosk/registrations/by-key/{k}", auth=kiosk.auth).status_code == 404
+    made = client.post("/api/v1/kiosk/registrations", auth=kiosk.auth,
+                       json={"patient_id": DEMO_PATIENT_ID, "slot_id": slot.slot_id, "idempotency_key": k}).json()
+    found = client.get(f"/api/v1/kiosk/registrations/by-key/{k}", auth=kiosk.auth)
+    assert found.status_code == 200 and found.json()["order_no"] == made["order_no"]
+    other = provision(svc, "KIOSK-OTHER")
+    assert client.get(f"/api/v1/kiosk/registrations/by-key/{k}", auth=other.auth).status_code == 404

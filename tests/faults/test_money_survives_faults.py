@@ -28,21 +28,30 @@ def qr_of(journal):
     return path.read_text() if path.exists() else None
 
 
-# (where the kiosk freezes and dies, does the patient's phone pay before the restart?)
+# (where the kiosk freezes and dies, does the patient's phone pay before the restart, how the order ends)
 KILL_POINTS = [
-    (("--stall-before", "create_registration"), False),  # nothing made yet
-    (("--stall-after", "create_registration"), False),   # the server made the order; the kiosk never heard
-    (("--stall-after", "pay"), False),                    # the trade is open; no QR reached the screen
-    (("--stall-before", "order"), False),                 # QR on screen, the patient walks away
-    (("--stall-before", "order"), True),                  # QR on screen, paid after the kiosk died
-    (("--stall-before", "print_document"), None),         # paid and registered; died before the slip
-    (("--stall-after", "print_document"), None),          # slip printed; died before going home
+    (("--stall-before", "create_registration"), False, None),  # nothing made yet
+    (("--stall-after", "create_registration"), False, "CLOSED"),  # made; the kiosk never heard
+    (("--stall-after", "pay"), False, "CLOSED"),  # the trade is open; no QR reached the screen
+    (("--stall-before", "order"), False, "CLOSED"),  # QR on screen, the patient walks away
+    (("--stall-before", "order"), True, "FULFILLED"),  # QR on screen, paid after the kiosk died
+    (("--stall-before", "print_document"), None, "FULFILLED"),  # paid and registered; died before the slip
+    (("--stall-after", "print_document"), None, "FULFILLED"),  # slip printed; died before going home
 ]
 
 
-@pytest.mark.parametrize("stall, pay_after_kill", KILL_POINTS,
-                         ids=[f"{s[0][8:]}-{s[1]}{'-paid' if p else ''}" for s, p in KILL_POINTS])
-def test_kill_9_the_kiosk_then_restart(rig, tmp_path, stall, pay_after_kill):
+def orders_of(journal):
+    from workflows.journal import Journal
+    j = Journal(journal)
+    try:
+        return {e["data"].get("order_no") for e in j.entries()} - {None}
+    finally:
+        j.close()
+
+
+@pytest.mark.parametrize("stall, pay_after_kill, ends", KILL_POINTS,
+                         ids=[f"{s[0][8:]}-{s[1]}{'-paid' if p else ''}" for s, p, _ in KILL_POINTS])
+def test_kill_9_the_kiosk_then_restart(rig, tmp_path, stall, pay_after_kill, ends):
     journal = tmp_path / "journal.db"
     if stall[1] == "print_document":  # reach printing: the phone pays while the kiosk waits
         kiosk = rig.kiosk(*stall, "--qr-file", str(journal.with_suffix(".qr")), journal=journal)
@@ -56,9 +65,16 @@ def test_kill_9_the_kiosk_then_restart(rig, tmp_path, stall, pay_after_kill):
     rig.kill_9(kiosk)
     if pay_after_kill:
         rig.pay(qr_of(journal))
+    before = {o["order_no"] for o in rig.orders()}
     outcomes = rig.restart_kiosk_and_recover(journal)
     assert "unresolved" not in outcomes
     rig.check_money()
+    statuses = {o["order_no"]: o["status"] for o in rig.orders()}
+    mine = orders_of(journal) | (set(statuses) - before - {None})
+    if ends is None:
+        assert not mine, "no order was made before the kiosk died"
+    else:
+        assert len(mine) == 1 and statuses[mine.pop()] == ends
 
 
 def test_network_cut_while_paying(rig, tmp_path):

@@ -79,6 +79,11 @@ class FakeBackend:
             "payment": None, "registration": None}
         return dict(self.orders[no])
 
+    def registration_by_key(self, idempotency_key):
+        self._call("registration_by_key", idempotency_key)
+        no = self.keys.get(idempotency_key)
+        return dict(self.orders[no]) if no else None
+
     def pay(self, order_no, channel, idempotency_key):
         self._call("pay", order_no, channel, idempotency_key)
         order = self.orders[order_no]

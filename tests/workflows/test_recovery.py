@@ -70,3 +70,10 @@ def test_finished_visits_and_visits_without_an_order_need_nothing(journal):
     left_in(journal, "choosing_slot")
     [result] = recover(journal, FakeBackend())
     assert result.outcome == "no_order"
+
+
+def test_a_key_the_server_never_used_makes_no_order(journal):
+    backend = FakeBackend()
+    left_in(journal, "creating_order", patient_id="P1", slot_id=101, order_key="key-never-sent")
+    [result] = recover(journal, backend)
+    assert result.outcome == "no_order" and not backend.orders
