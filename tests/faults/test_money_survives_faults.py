@@ -53,6 +53,7 @@ def orders_of(journal):
                          ids=[f"{s[0][8:]}-{s[1]}{'-paid' if p else ''}" for s, p, _ in KILL_POINTS])
 def test_kill_9_the_kiosk_then_restart(rig, tmp_path, stall, pay_after_kill, ends):
     journal = tmp_path / "journal.db"
+    before = {o["order_no"] for o in rig.orders()}
     if stall[1] == "print_document":  # reach printing: the phone pays while the kiosk waits
         kiosk = rig.kiosk(*stall, "--qr-file", str(journal.with_suffix(".qr")), journal=journal)
         deadline = time.monotonic() + 60
@@ -65,7 +66,6 @@ def test_kill_9_the_kiosk_then_restart(rig, tmp_path, stall, pay_after_kill, end
     rig.kill_9(kiosk)
     if pay_after_kill:
         rig.pay(qr_of(journal))
-    before = {o["order_no"] for o in rig.orders()}
     outcomes = rig.restart_kiosk_and_recover(journal)
     assert "unresolved" not in outcomes
     rig.check_money()
