@@ -12,11 +12,12 @@ from central import orders
 from central.api import kiosk, notify
 from central.api.errors import install_error_handlers
 from central.config import Settings
-from central.services import Services, build_services, wechatpay_keys
+from central.services import Services, alipay_keys, build_services, wechatpay_keys
 
 log = logging.getLogger(__name__)
 
 SANDBOX_PREFIX = "/sandbox/wechatpay"
+ALIPAY_SANDBOX_PREFIX = "/sandbox/alipay"
 
 
 class Sweeper:
@@ -78,4 +79,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         from central.payments.wechatpay_sandbox import create_sandbox_app
 
         app.mount(SANDBOX_PREFIX, create_sandbox_app(svc.wechatpay_keys or wechatpay_keys(settings)))
+        from central.payments.alipay_sandbox import create_sandbox_app as create_alipay_sandbox
+
+        app.mount(ALIPAY_SANDBOX_PREFIX, create_alipay_sandbox(alipay_keys(settings)))
     return app

@@ -27,6 +27,7 @@ class Settings:
     public_base_url: str | None = None
     timezone: str = "Asia/Shanghai"
     wechat_base_url: str | None = None
+    alipay_gateway_url: str | None = None
     sandbox_enabled: bool = True
     slot_lock_minutes: int = 10
     #: Seconds between sweeps of orders a kiosk left half-way; 0 turns the sweeper off (tests drive it by hand).
@@ -45,7 +46,14 @@ class Settings:
 
     @property
     def notify_url(self) -> str:
-        return self.base_url + "/api/v1/pay/wechat/notify"
+        return self.notify_url_for("wechat")
+
+    def notify_url_for(self, provider: str) -> str:
+        return f"{self.base_url}/api/v1/pay/{provider}/notify"
+
+    @property
+    def alipay_url(self) -> str:
+        return (self.alipay_gateway_url or f"http://127.0.0.1:{self.port}/sandbox/alipay/gateway.do").rstrip("/")
 
     @property
     def wechat_url(self) -> str:
@@ -71,7 +79,8 @@ class Settings:
         if (data := get("DATA")) is not None:
             values["data_dir"] = Path(data)
         for name, key in (("DATABASE_URL", "database_url"), ("HOST", "host"), ("PUBLIC_URL", "public_base_url"),
-                          ("TIMEZONE", "timezone"), ("WECHAT_URL", "wechat_base_url")):
+                          ("TIMEZONE", "timezone"), ("WECHAT_URL", "wechat_base_url"),
+                          ("ALIPAY_URL", "alipay_gateway_url")):
             if (value := get(name)) is not None:
                 values[key] = value
         for name, key in (("PORT", "port"), ("SLOT_LOCK_MINUTES", "slot_lock_minutes")):

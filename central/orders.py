@@ -24,17 +24,20 @@ from sqlalchemy.orm import Session
 from central.his.adapter import RegistrationRefused, Slot, SlotNotFound, SlotTaken
 from central.models import Order, OrderEvent, OrderStatus, Payment
 from central.payments.channel import ChannelError, ChannelUnavailable, TradeState
-from central.services import Services
+from central.services import Services, provider_of
 from drivers.idcard.idnumber import mask_name
 
 log = logging.getLogger(__name__)
 
 CHANNEL_WECHAT_NATIVE = "wechat_native"
+CHANNEL_ALIPAY_NATIVE = "alipay_native"
+#: Payment methods a kiosk may ask for, and the letter that ends their trade numbers (one trade per order).
+METHODS = {CHANNEL_WECHAT_NATIVE: "W", CHANNEL_ALIPAY_NATIVE: "A"}
 #: A kiosk polls about once a second; the channel is asked at most this often per order.
 QUERY_INTERVAL = timedelta(seconds=2)
 #: A trade must stay payable long enough for a patient to scan and confirm.
 MIN_PAYABLE = timedelta(seconds=30)
-_NO_SUCH_TRADE = frozenset({"ORDER_NOT_EXIST", "ORDERNOTEXIST", "RESOURCE_NOT_EXISTS"})
+_NO_SUCH_TRADE = frozenset({"ORDER_NOT_EXIST", "ORDERNOTEXIST", "RESOURCE_NOT_EXISTS", "ACQ.TRADE_NOT_EXIST"})
 
 
 class OrderError(Exception):
@@ -176,8 +179,8 @@ def _new_order_no(svc: Services, now: datetime) -> str:
     return f"RG{local:%Y%m%d}{secrets.randbelow(10**10):010d}"
 
 
-def out_trade_no_for(order_no: str) -> str:
-    return order_no + "W"
+def out_trade_no_for(order_no: str, method: str = CHANNEL_WECHAT_NATIVE) -> str:
+    return order_no + METHODS[method]
 
 
 # --- paying -------------------------------------------------------------------------------------------------------
@@ -188,8 +191,11 @@ def start_payment(svc: Services, terminal_id: str, order_no: str, channel: str, 
     one trade, and asking again returns it (a create whose outcome was unknown is simply repeated)."""
     now = now or svc.now()
     order = get_order(svc, order_no, terminal_id)
-    if channel != CHANNEL_WECHAT_NATIVE:
+    if channel not in METHODS or provider_of(channel) not in svc.channels:
         raise Conflict("CHANNEL_NOT_SUPPORTED", "暂不支持该支付方式", "This payment method is not supported")
+    if order.payment is not None and order.payment.channel != channel:
+        raise Conflict("CHANNEL_MISMATCH", "该订单已选择其他支付方式，请取消后重新下单",
+                       "This order is being paid another way; cancel it and start again")
     if order.status in (OrderStatus.CLOSED, OrderStatus.REFUND_PENDING, OrderStatus.REFUNDED):
         raise Conflict("ORDER_NOT_PAYABLE", "该订单已不能支付", "This order can no longer be paid")
     if order.payment is not None and order.payment.code_url:
@@ -201,7 +207,7 @@ def start_payment(svc: Services, terminal_id: str, order_no: str, channel: str, 
     if order.payment is None:
         try:
             with svc.sessions() as session, session.begin():
-                session.add(Payment(order_id=order.id, channel=channel, out_trade_no=out_trade_no_for(order_no),
+                session.add(Payment(order_id=order.id, channel=channel, out_trade_no=out_trade_no_for(order_no, channel),
                                     idempotency_key=idempotency_key, state="NOTPAY", created_at=now,
                                     description=f"{svc.his.hospital().name}-{order.dept_name}挂号费"[:127]))
         except IntegrityError:
@@ -210,8 +216,9 @@ def start_payment(svc: Services, terminal_id: str, order_no: str, channel: str, 
     payment = order.payment
     assert payment is not None
     try:
-        code_url = svc.channel_for(payment.channel).create_native(payment.out_trade_no, payment.description, order.amount_fen,
-                                             svc.settings.notify_url, order.expires_at)
+        code_url = svc.channel_for(payment.channel).create_native(
+            payment.out_trade_no, payment.description, order.amount_fen,
+            svc.settings.notify_url_for(provider_of(payment.channel)), order.expires_at)
     except ChannelUnavailable:
         raise ChannelBusy() from None
     except ChannelError as exc:

@@ -17,12 +17,14 @@ from central.db import make_engine, make_sessionmaker, utcnow
 from central.his.adapter import HisAdapter
 from central.his.reference import ReferenceHis
 from central.his.seed import HOSPITAL
+from central.payments.alipay_keys import AlipayKeys, ensure_alipay_sandbox_keys, load_alipay_keys
 from central.payments.channel import PaymentChannel
 from central.payments.keys import WeChatPayKeys, ensure_sandbox_keys, load_wechatpay_keys
 
 log = logging.getLogger(__name__)
 
 WECHATPAY_KEY_DIR = "wechatpay"
+ALIPAY_KEY_DIR = "alipay"
 
 
 @dataclass
@@ -70,9 +72,15 @@ def wechatpay_keys(settings: Settings) -> WeChatPayKeys:
     return ensure_sandbox_keys(directory) if settings.sandbox_enabled else load_wechatpay_keys(directory)
 
 
+def alipay_keys(settings: Settings) -> AlipayKeys:
+    directory = Path(settings.data_dir) / ALIPAY_KEY_DIR
+    return ensure_alipay_sandbox_keys(directory) if settings.sandbox_enabled else load_alipay_keys(directory)
+
+
 def build_services(settings: Settings, *, channel: PaymentChannel | None = None,
                    his: HisAdapter | None = None, channels: dict[str, PaymentChannel] | None = None) -> Services:
     """`channel` replaces WeChat Pay (tests); `channels` adds or replaces other providers."""
+    from central.payments.alipay import AlipayChannel
     from central.payments.wechatpay import WeChatPayChannel
 
     data_dir = Path(settings.data_dir)
@@ -85,6 +93,10 @@ def build_services(settings: Settings, *, channel: PaymentChannel | None = None,
     if channel is None:
         keys = wechatpay_keys(settings)
         channel = WeChatPayChannel.from_keys(settings.wechat_url, keys)
+    channels = dict(channels or {})
+    if "alipay" not in channels and (settings.sandbox_enabled or (data_dir / ALIPAY_KEY_DIR).exists()):
+        channels["alipay"] = AlipayChannel.from_keys(settings.alipay_url, alipay_keys(settings),
+                                                     notify_url=settings.notify_url_for("alipay"))
     return Services(settings=settings, engine=engine, sessions=sessions, cipher=cipher,
-                    his=his or ReferenceHis(sessions, cipher, HOSPITAL), channels={"wechat": channel, **(channels or {})},
+                    his=his or ReferenceHis(sessions, cipher, HOSPITAL), channels={"wechat": channel, **channels},
                     wechatpay_keys=keys)

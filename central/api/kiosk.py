@@ -37,7 +37,7 @@ class RegistrationRequest(BaseModel):
 
 
 class PayRequest(BaseModel):
-    channel: Literal["wechat_native"]
+    channel: Literal["wechat_native", "alipay_native"]
     idempotency_key: str = Field(min_length=8, max_length=128)
 
 

@@ -165,3 +165,30 @@ def test_paid_after_the_place_was_lost_is_refunded(deaf_live: LiveCentral) -> No
     assert final["status"] == "REFUNDED" and final["registration"] is None
     trade = live.sandbox_trade(order["payment"]["out_trade_no"])
     assert trade["refunded"] == order["amount_fen"] and trade["trade_state"] == "REFUND"
+
+
+def test_pay_with_alipay_through_the_server(live: LiveCentral) -> None:
+    """The same order flow on Alipay: the server opens an Alipay QR, the sandbox pays it and posts its RSA2
+    notification to the server's Alipay route, the order is fulfilled once; a cancelled order's trade is refused."""
+    kiosk = provision(live.svc, "KIOSK-ALI")
+    departments = live.api(kiosk, "GET", "/departments/JZNK/doctors").json()["doctors"]
+    doctor = next(d for d in departments if d["remaining"] > 0)
+    slot = live.api(kiosk, "GET", f"/departments/JZNK/doctors/{doctor['code']}/slots").json()["slots"][0]
+    order = live.api(kiosk, "POST", "/registrations", json={"patient_id": DEMO_PATIENT_ID, "slot_id": slot["slot_id"],
+                                                             "idempotency_key": uuid.uuid4().hex}).json()
+    paying = live.api(kiosk, "POST", f"/orders/{order['order_no']}/pay",
+                      json={"channel": "alipay_native", "idempotency_key": uuid.uuid4().hex})
+    assert paying.status_code == 200, paying.text
+    payment = paying.json()["payment"]
+    assert payment["channel"] == "alipay_native" and payment["out_trade_no"].endswith("A")
+    other = live.api(kiosk, "POST", f"/orders/{order['order_no']}/pay",
+                     json={"channel": "wechat_native", "idempotency_key": uuid.uuid4().hex})
+    assert other.status_code == 409 and other.json()["code"] == "CHANNEL_MISMATCH"
+    paid = httpx.post(f"{live.url}/sandbox/alipay/simulate/pay", json={"qr_code": payment["code_url"]}, timeout=15)
+    assert paid.status_code == 200, paid.text
+    wait_until(lambda: orders.get_order(live.svc, order["order_no"]).status == "FULFILLED")
+    assert orders.get_order(live.svc, order["order_no"]).payment.notified_at is not None
+    assert registrations_for(live, order["order_no"]) == 1
+    forged = httpx.post(f"{live.url}/api/v1/pay/alipay/notify", content=b"out_trade_no=X&trade_status=TRADE_SUCCESS&sign=AAAA",
+                        headers={"content-type": "application/x-www-form-urlencoded"}, timeout=15)
+    assert forged.status_code == 401 and forged.text == "fail"
