@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,11 @@ from fastapi.responses import JSONResponse, Response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from central.payments.channel import ChannelError, ChannelUnavailable, SignatureError, TradeState
+from central.payments.channel import BillLine, ChannelError, ChannelUnavailable, SignatureError, TradeState
 from central.payments.keys import WeChatPayKeys, ensure_sandbox_keys, issue_platform_certificate, serial_hex
-from central.payments.wechatpay import WeChatPayChannel, build_authorization, load_private_key
-from central.payments.wechatpay_sandbox import create_sandbox_app, sign_notification
+from central.payments.wechatpay import (CHINA_TZ, WeChatPayChannel, build_authorization, encrypt_resource,
+                                        load_private_key, parse_trade_bill)
+from central.payments.wechatpay_sandbox import _platform_headers, create_sandbox_app, sign_notification
 
 PREFIX = "/sandbox/wechatpay"
 
@@ -552,3 +553,335 @@ def test_secrets_stay_out_of_logs_and_errors(keys: WeChatPayKeys, server: LiveSe
     for pem in (keys.merchant_private_key, keys.platform_private_key, impostor_key):
         for line in pem.decode().splitlines()[1:-1]:
             assert line not in text
+
+
+# --- code payment, reverse, refund query, bill: in public-key mode and in certificate mode -----------------------
+
+def auth_code() -> str:
+    """A fresh payment code: 18 digits starting 10..15 (the sandbox, like the service, takes each code once)."""
+    return f"1{uuid.uuid4().int % 6}{uuid.uuid4().int % 10**16:016d}"
+
+
+def post_simulate(live: LiveServer, path: str, **body: Any) -> httpx.Response:
+    return httpx.post(f"{live.url}{PREFIX}/simulate/{path}", json=body, timeout=5)
+
+
+class Mode:
+    """One sandbox and a channel trusting it, in public-key or certificate mode."""
+
+    def __init__(self, name: str, keys: WeChatPayKeys, receiver: Receiver):
+        self.name = name
+        certificate = issue_platform_certificate(keys) if name == "certificate" else None
+        from cryptography import x509
+        trusted = ({serial_hex(x509.load_pem_x509_certificate(certificate)): certificate} if certificate
+                   else {keys.platform_public_key_id: keys.platform_public_key})
+        self.serial = next(iter(trusted))
+        self.live = serve(create_sandbox_app(keys, platform_certificate=certificate,
+                                             notify_retry_delays=(0.05, 0.1, 0.2)), ("/merchant", receiver.app()))
+        self.channel = WeChatPayChannel(self.live.url + PREFIX, keys.mchid, keys.appid, keys.merchant_private_key,
+                                        keys.merchant_serial_no, keys.apiv3_key, trusted,
+                                        refund_notify_url=f"{self.live.url}/merchant/notify/{name}-refunds")
+
+    def close(self) -> None:
+        self.channel.shutdown()
+        self.live.stop()
+
+
+@pytest.fixture(scope="module", params=["public_key", "certificate"])
+def mode(request: pytest.FixtureRequest, keys: WeChatPayKeys, receiver: Receiver) -> Iterator[Mode]:
+    current = Mode(request.param, keys, receiver)
+    yield current
+    current.close()
+
+
+def test_code_payment_succeeds_at_once(mode: Mode) -> None:
+    out_trade_no, code = trade_no(), auth_code()
+    state = mode.channel.pay_by_code(out_trade_no, "门诊缴费", 3650, code)
+    assert (state.out_trade_no, state.state, state.amount_fen) == (out_trade_no, "SUCCESS", 3650)
+    assert state.transaction_id and state.success_time and state.paid
+    assert mode.channel.query(out_trade_no) == state
+    assert mode.channel.pay_by_code(out_trade_no, "门诊缴费", 3650, code) == state  # a retry: same answer
+    with pytest.raises(ChannelError) as changed:  # same number, other amount: refused, never charged twice
+        mode.channel.pay_by_code(out_trade_no, "门诊缴费", 3651, code)
+    assert changed.value.code == "INVALID_REQUEST"
+    with pytest.raises(ChannelError) as reused:  # a payment code pays once
+        mode.channel.pay_by_code(trade_no(), "门诊缴费", 100, code)
+    assert reused.value.code == "INVALID_REQUEST"
+    assert sandbox_trade(mode.live, out_trade_no)["trade_type"] == "MICROPAY"
+
+
+def test_code_payment_userpaying_then_confirmed(mode: Mode) -> None:
+    assert post_simulate(mode.live, "codepay", result="USERPAYING").status_code == 200
+    out_trade_no = trade_no()
+    state = mode.channel.pay_by_code(out_trade_no, "门诊缴费", 990, auth_code())
+    assert (state.state, state.transaction_id, state.paid) == ("USERPAYING", None, False)
+    polled = [mode.channel.query(out_trade_no).state for _ in range(2)]
+    assert polled == ["USERPAYING", "USERPAYING"]
+    assert post_simulate(mode.live, "confirm", out_trade_no=out_trade_no).status_code == 200
+    deadline = time.monotonic() + 5
+    while (final := mode.channel.query(out_trade_no)).state == "USERPAYING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert final.state == "SUCCESS" and final.amount_fen == 990 and final.transaction_id
+
+
+def test_code_payment_past_the_deadline_is_reversed(mode: Mode) -> None:
+    post_simulate(mode.live, "codepay", result="USERPAYING")
+    out_trade_no = trade_no()
+    assert mode.channel.pay_by_code(out_trade_no, "门诊缴费", 500, auth_code()).state == "USERPAYING"
+    deadline = time.monotonic() + 0.3  # the kiosk's deadline, shortened
+    while time.monotonic() < deadline:
+        assert mode.channel.query(out_trade_no).state == "USERPAYING"
+        time.sleep(0.05)
+    mode.channel.reverse(out_trade_no)
+    mode.channel.reverse(out_trade_no)  # idempotent: a reverse whose answer was lost is simply repeated
+    assert mode.channel.query(out_trade_no).state == "CLOSED"  # REVOKED, which the order logic sees as CLOSED
+    assert sandbox_trade(mode.live, out_trade_no)["trade_state"] == "REVOKED"
+    late = post_simulate(mode.live, "confirm", out_trade_no=out_trade_no)  # the phone confirms too late
+    assert late.status_code == 400 and late.json()["code"] == "NOT_USERPAYING"
+    assert mode.channel.query(out_trade_no).state == "CLOSED"
+
+
+def test_declined_code_payment_then_reverse(mode: Mode) -> None:
+    post_simulate(mode.live, "codepay", result="USERPAYING")
+    out_trade_no = trade_no()
+    mode.channel.pay_by_code(out_trade_no, "门诊缴费", 500, auth_code())
+    assert post_simulate(mode.live, "decline", out_trade_no=out_trade_no).json()["trade_state"] == "PAYERROR"
+    assert mode.channel.query(out_trade_no).state == "PAYERROR"
+    mode.channel.reverse(out_trade_no)
+    assert mode.channel.query(out_trade_no).state == "CLOSED"
+
+
+def test_reverse_of_a_paid_trade_refunds_it(mode: Mode) -> None:
+    out_trade_no = trade_no()
+    paid = mode.channel.pay_by_code(out_trade_no, "门诊缴费", 2200, auth_code())
+    mode.channel.reverse(out_trade_no)
+    mode.channel.reverse(out_trade_no)
+    state = mode.channel.query(out_trade_no)
+    assert (state.state, state.paid, state.transaction_id, state.amount_fen) == ("REFUND", True,
+                                                                                  paid.transaction_id, 2200)
+    trade = sandbox_trade(mode.live, out_trade_no)
+    assert trade["refunded"] == 2200 and len(trade["refunds"]) == 1
+    assert mode.channel.query_refund(trade["refunds"][0]["out_refund_no"]) == "SUCCESS"
+    with pytest.raises(ChannelError) as missing:
+        mode.channel.reverse(trade_no())
+    assert missing.value.code == "ORDER_NOT_EXIST"
+
+
+def test_query_refund(mode: Mode) -> None:
+    out_trade_no = trade_no()
+    mode.channel.pay_by_code(out_trade_no, "门诊缴费", 800, auth_code())
+    assert mode.channel.refund(out_trade_no, "RQ" + out_trade_no, 300, 800, "部分退费") == "SUCCESS"
+    assert mode.channel.query_refund("RQ" + out_trade_no) == "SUCCESS"
+    with pytest.raises(ChannelError) as missing:
+        mode.channel.query_refund("RQ-none-" + out_trade_no)
+    assert missing.value.code == "RESOURCE_NOT_EXISTS"
+    with pytest.raises(ValueError):
+        mode.channel.query_refund("no spaces allowed")
+
+
+def test_notifications_verify_in_each_mode(mode: Mode, receiver: Receiver) -> None:
+    out_trade_no = trade_no()
+    code_url = mode.channel.create_native(out_trade_no, "挂号费", 1300, f"{mode.live.url}/merchant/notify/"
+                                          f"{mode.name}-pay", in_minutes(5))
+    assert simulate_pay(mode.live, code_url).status_code == 200
+    headers, body = receiver.box(f"{mode.name}-pay").get(timeout=10)
+    assert headers["wechatpay-serial"] == mode.serial
+    assert mode.channel.parse_notification(headers, body).state == "SUCCESS"
+    mode.channel.refund(out_trade_no, "RN" + out_trade_no, 1300, 1300, "退号")
+    headers, body = receiver.box(f"{mode.name}-refunds").get(timeout=10)
+    assert headers["wechatpay-serial"] == mode.serial
+    assert mode.channel.parse_notification(headers, body).state == "REFUND"
+
+
+def test_code_payment_parameters(mode: Mode, keys: WeChatPayKeys) -> None:
+    for bad in ("", "12345678901234567", "163456789012345678", "1234567890123456789", "13456789012345678x"):
+        with pytest.raises(ValueError):
+            mode.channel.pay_by_code(trade_no(), "门诊缴费", 100, bad)
+    payload = {"appid": keys.appid, "mchid": keys.mchid, "description": "门诊缴费", "out_trade_no": trade_no(),
+               "payer": {"auth_code": auth_code()}, "amount": {"total": 100, "currency": "CNY"},
+               "scene_info": {"store_info": {"id": "KIOSK"}}}
+    cases = [({"payer": {"auth_code": "283456789012345678"}}, "PARAM_ERROR"),  # an Alipay code
+             ({"payer": {}}, "PARAM_ERROR"), ({"scene_info": {"device_id": "K1"}}, "PARAM_ERROR"),
+             ({"amount": {"total": 0}}, "PARAM_ERROR"), ({"appid": "wx0000000000000000"}, "APPID_MCHID_NOT_MATCH")]
+    for change, code in cases:
+        answer = signed_request(keys, mode.live, "POST", "/v3/pay/transactions/codepay", {**payload, **change})
+        assert (answer.status_code, answer.json()["code"]) == (400, code), change
+    reverse = signed_request(keys, mode.live, "POST", f"/v3/pay/transactions/out-trade-no/{trade_no()}/reverse",
+                             {"mchid": keys.mchid})
+    assert (reverse.status_code, reverse.json()["code"]) == (400, "APPID_MCHID_NOT_MATCH")
+
+
+def test_userpaying_in_every_documented_shape(keys: WeChatPayKeys) -> None:
+    """202, a 200 carrying trade_state USERPAYING, or an error coded USERPAYING: each means "wait and query"."""
+    private = load_private_key(keys.platform_private_key)
+    shapes = {"202": (202, {"code": "USERPAYING", "message": "需要用户输入支付密码"}),
+              "200": (200, {"trade_state": "USERPAYING"}),
+              "400": (400, {"code": "USERPAYING", "message": "需要用户输入支付密码"})}
+    app = FastAPI()
+
+    @app.post("/{shape}/v3/pay/transactions/codepay")
+    async def codepay(shape: str) -> Response:
+        status, payload = shapes[shape]
+        body = json.dumps(payload).encode()
+        return Response(body, status, headers=_platform_headers(private, keys.platform_public_key_id, body))
+
+    live = LiveServer(app)
+    try:
+        for shape in shapes:
+            with WeChatPayChannel.from_keys(f"{live.url}/{shape}", keys) as ch:
+                state = ch.pay_by_code(trade_no(), "门诊缴费", 100, auth_code())
+                assert (state.state, state.amount_fen) == ("USERPAYING", 100), shape
+    finally:
+        live.stop()
+
+
+# --- the daily bill -------------------------------------------------------------------------------------------
+
+def today_in_china() -> date:
+    return datetime.now(CHINA_TZ).date()
+
+
+def test_bill_lines_equal_the_trades_made(keys: WeChatPayKeys) -> None:
+    live = serve(create_sandbox_app(keys))  # a fresh service: the day's bill holds exactly these trades
+    try:
+        with WeChatPayChannel.from_keys(live.url + PREFIX, keys) as ch:
+            assert ch.download_bill(today_in_china()) == []  # NO_STATEMENT_EXIST: nothing happened yet
+            native_no, code_no, reversed_no = trade_no(), trade_no(), trade_no()
+            code_url = ch.create_native(native_no, "挂号费，内科", 2350, "http://127.0.0.1:9/n", in_minutes(5))
+            simulate_pay(live, code_url)
+            ch.pay_by_code(code_no, "检验费", 1800, auth_code())
+            ch.refund(code_no, "R-" + code_no, 500, 1800, "部分退费")
+            ch.pay_by_code(reversed_no, "药费", 990, auth_code())
+            ch.reverse(reversed_no)
+            post_simulate(live, "codepay", result="USERPAYING")
+            ch.pay_by_code(trade_no(), "药费", 100, auth_code())  # never paid: not on the bill
+            expected = set()
+            for no in (native_no, code_no, reversed_no):
+                trade = sandbox_trade(live, no)
+                expected.add(("PAY", no, trade["transaction_id"], trade["amount"]["total"], None))
+                for refund in trade["refunds"]:
+                    expected.add(("REFUND", no, trade["transaction_id"], refund["amount"]["refund"],
+                                  refund["out_refund_no"]))
+            lines = ch.download_bill(today_in_china())
+            assert {(b.kind, b.out_trade_no, b.transaction_id, b.amount_fen, b.out_refund_no) for b in lines} \
+                == expected
+            assert len(lines) == 5 and all(len(b.time) == 19 for b in lines)
+            assert ch.download_bill(today_in_china() - timedelta(days=1)) == []
+            with pytest.raises(ChannelError):  # the service has no bills of the future
+                ch.download_bill(today_in_china() + timedelta(days=1))
+    finally:
+        live.stop()
+
+
+def test_bill_hash_mismatch_is_unavailable(mode: Mode) -> None:
+    """A file that does not match its signed hash is no statement at all: retry later, record no failure."""
+    mode.channel.pay_by_code(trade_no(), "检验费", 100, auth_code())
+    post_simulate(mode.live, "bill", corrupt_next=1)
+    with pytest.raises(ChannelUnavailable):
+        mode.channel.download_bill(today_in_china())
+    assert mode.channel.download_bill(today_in_china())  # the next download is intact
+
+
+def test_bill_whose_summary_disagrees_is_a_channel_error(mode: Mode) -> None:
+    day = today_in_china() - timedelta(days=3)
+    good = ("交易时间,微信订单号,商户订单号,交易状态,应结订单金额,商户退款单号,退款金额\r\n"
+            "`2026-01-01 10:00:00,`4200001,`K000001,`SUCCESS,`12.30,`0,`0.00\r\n"
+            "总交易单数,应结订单总金额,退款总金额\r\n`1,`12.30,`0.00\r\n")
+    post_simulate(mode.live, "bill", bill_date=day.isoformat(), content=good)
+    assert mode.channel.download_bill(day) == [BillLine("K000001", "4200001", "PAY", 1230, "2026-01-01 10:00:00")]
+    post_simulate(mode.live, "bill", bill_date=day.isoformat(), content=good.replace("`1,`12.30", "`1,`12.31"))
+    with pytest.raises(ChannelError) as broken:
+        mode.channel.download_bill(day)
+    assert broken.value.code == "INVALID_BILL"
+    post_simulate(mode.live, "bill", bill_date=day.isoformat(), content=None)
+
+
+def test_parse_trade_bill_refuses_what_is_not_a_bill() -> None:
+    header = "交易时间,微信订单号,商户订单号,交易状态,应结订单金额,商户退款单号,退款金额,申请退款金额"
+    refund = "`2026-01-01 11:00:00,`4200001,`K000001,`REFUND,`0.00,`RK1,`5.00,`5.00"
+    bill = f"{header}\n{refund}\n总交易单数,应结订单总金额,退款总金额\n`1,`0.00,`5.00\n"
+    assert parse_trade_bill(bill) == [BillLine("K000001", "4200001", "REFUND", 500, "2026-01-01 11:00:00", "RK1")]
+    for broken in ("", header, bill.replace("`5.00,`5.00", "`5.001,`5.001"), bill.replace("REFUND", "WHATEVER"),
+                   bill.replace("`1,`0.00", "`2,`0.00"), bill.replace(",`RK1", ""), "a,b\n`1,`2\n"):
+        with pytest.raises(ValueError):
+            parse_trade_bill(broken)
+
+
+# --- platform keys: both modes, rotation, validity ------------------------------------------------------------
+
+def test_keyring_with_certificate_and_public_key_accepts_both(keys: WeChatPayKeys) -> None:
+    """While a merchant moves from certificates to the platform public key, both serials must verify."""
+    from cryptography import x509
+    certificate = issue_platform_certificate(keys)
+    serial = serial_hex(x509.load_pem_x509_certificate(certificate))
+    with WeChatPayChannel(
+            "http://127.0.0.1:9", keys.mchid, keys.appid, keys.merchant_private_key, keys.merchant_serial_no,
+            keys.apiv3_key, {serial: certificate, keys.platform_public_key_id: keys.platform_public_key}) as ch:
+        transaction = paid_transaction(keys)
+        assert ch.parse_notification(*sign_notification(keys, transaction)).state == "SUCCESS"
+        assert ch.parse_notification(*sign_notification(keys, transaction, serial=serial)).state == "SUCCESS"
+        assert ch.parse_notification(*sign_notification(keys, transaction, serial=serial.lower())).paid
+
+
+def test_expired_platform_certificate_is_refused(keys: WeChatPayKeys) -> None:
+    from cryptography import x509
+    expired = issue_platform_certificate(keys, days=0)  # valid from five minutes ago until now
+    serial = serial_hex(x509.load_pem_x509_certificate(expired))
+    time.sleep(1.1)
+    with WeChatPayChannel("http://127.0.0.1:9", keys.mchid, keys.appid, keys.merchant_private_key,
+                          keys.merchant_serial_no, keys.apiv3_key, {serial: expired}) as ch:
+        with pytest.raises(SignatureError, match="not valid now"):
+            ch.parse_notification(*sign_notification(keys, paid_transaction(keys), serial=serial))
+
+
+# --- garbage in, only the two refusals out ----------------------------------------------------------------------
+
+_header_names = st.sampled_from(["Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature",
+                                 "Wechatpay-Serial", "Content-Type", "X-Other"])
+_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12),
+                                                                                        inner, max_size=5),
+                            max_leaves=12)
+
+
+def _transaction_like(keys: WeChatPayKeys) -> st.SearchStrategy[Any]:
+    """Objects shaped like a transaction with any field replaced by junk: the parser's hardest inputs."""
+    base = paid_transaction(keys)
+    return st.one_of(_json_values, st.fixed_dictionaries(
+        {}, optional={k: st.one_of(st.just(v), _json_values) for k, v in base.items()}))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_garbage_notifications_are_only_ever_refused(channel: WeChatPayChannel, keys: WeChatPayKeys,
+                                                     data: st.DataObject) -> None:
+    """Whatever arrives at the notify URL, parse_notification answers SignatureError or ChannelError (or, for a
+    well-formed authentic event, a TradeState); nothing else may escape into the web layer."""
+    layer = data.draw(st.sampled_from(["raw", "signed", "signed_event", "encrypted"]))
+    if layer == "raw":  # anything at all, headers included
+        headers = data.draw(st.dictionaries(_header_names, st.text(max_size=40), max_size=6))
+        body = data.draw(st.binary(max_size=300))
+    elif layer == "signed":  # authentic signature over junk bytes
+        body = data.draw(st.binary(max_size=300) | _json_values.map(lambda v: json.dumps(v).encode()))
+        headers = _platform_headers(load_private_key(keys.platform_private_key), keys.platform_public_key_id, body)
+    else:
+        event_type = data.draw(st.sampled_from(["TRANSACTION.SUCCESS", "REFUND.SUCCESS"]) | st.text(max_size=10))
+        if layer == "signed_event":  # authentic envelope, junk resource
+            resource: Any = data.draw(_json_values)
+        else:  # authentic and decryptable, junk transaction inside
+            plaintext = json.dumps(data.draw(_transaction_like(keys))).encode()
+            resource = {"algorithm": "AEAD_AES_256_GCM", "nonce": "0123456789ab", "associated_data": "transaction",
+                        "ciphertext": encrypt_resource(keys.apiv3_key, plaintext, "transaction", "0123456789ab")}
+        body = json.dumps({"id": "x", "event_type": event_type, "resource": resource}).encode()
+        headers = _platform_headers(load_private_key(keys.platform_private_key), keys.platform_public_key_id, body)
+    try:
+        state = channel.parse_notification(headers, body)
+    except (SignatureError, ChannelError):
+        return
+    assert layer == "encrypted" and isinstance(state, TradeState)
+    assert isinstance(state.out_trade_no, str) and state.state in ("SUCCESS", "NOTPAY", "CLOSED", "USERPAYING",
+                                                                   "REFUND", "PAYERROR")
+    assert state.transaction_id is None or isinstance(state.transaction_id, str)
+    assert state.success_time is None or isinstance(state.success_time, str)
+    assert state.amount_fen is None or (isinstance(state.amount_fen, int) and state.amount_fen >= 0)
