@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 
 from tests.faults.conftest import STALLED
@@ -119,5 +120,24 @@ def test_server_killed_mid_payment_and_restarted(rig, tmp_path):
     time.sleep(2)
     rig.central.start()
     line = rig.wait_for_line(kiosk, "FINISHED", timeout=120)
+    assert line.split()[1] == "done", line
+    rig.check_money()
+
+
+def test_repeated_and_reordered_notifications(rig, tmp_path):
+    control = rig.sandbox_url + "/simulate/notifications"
+    httpx.post(control, json={"mode": "hold", "repeat": 3}, timeout=10).raise_for_status()
+    journal = tmp_path / "journal.db"
+    try:
+        kiosk = rig.kiosk("--qr-file", str(journal.with_suffix(".qr")), journal=journal)
+        deadline = time.monotonic() + 60
+        while qr_of(journal) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        rig.pay(qr_of(journal))
+        time.sleep(1)  # the kiosk's polls may settle it first; the held notifications come after, three times
+        httpx.post(control + "/release", json={"order": "lifo"}, timeout=10).raise_for_status()
+    finally:
+        httpx.post(control, json={"mode": "deliver", "repeat": 1}, timeout=10).raise_for_status()
+    line = rig.wait_for_line(kiosk, "FINISHED", timeout=90)
     assert line.split()[1] == "done", line
     rig.check_money()
