@@ -31,8 +31,14 @@ log = logging.getLogger(__name__)
 
 CHANNEL_WECHAT_NATIVE = "wechat_native"
 CHANNEL_ALIPAY_NATIVE = "alipay_native"
+CHANNEL_WECHAT_CODE = "wechat_code"  # the kiosk scans the payment code on the patient's phone
+CHANNEL_ALIPAY_CODE = "alipay_code"
 #: Payment methods a kiosk may ask for, and the letter that ends their trade numbers (one trade per order).
-METHODS = {CHANNEL_WECHAT_NATIVE: "W", CHANNEL_ALIPAY_NATIVE: "A"}
+METHODS = {CHANNEL_WECHAT_NATIVE: "W", CHANNEL_ALIPAY_NATIVE: "A", CHANNEL_WECHAT_CODE: "C", CHANNEL_ALIPAY_CODE: "B"}
+CODE_METHODS = frozenset({CHANNEL_WECHAT_CODE, CHANNEL_ALIPAY_CODE})
+#: A code payment the patient has not confirmed on the phone by then is reversed (closed, or refunded if the
+#: confirmation crossed the reversal): the patient is standing at the kiosk, not at home.
+CODE_PAY_DEADLINE = timedelta(seconds=60)
 #: A kiosk polls about once a second; the channel is asked at most this often per order.
 QUERY_INTERVAL = timedelta(seconds=2)
 #: A trade must stay payable long enough for a patient to scan and confirm.
@@ -186,9 +192,10 @@ def out_trade_no_for(order_no: str, method: str = CHANNEL_WECHAT_NATIVE) -> str:
 # --- paying -------------------------------------------------------------------------------------------------------
 
 def start_payment(svc: Services, terminal_id: str, order_no: str, channel: str, idempotency_key: str, *,
-                  now: datetime | None = None) -> Order:
+                  auth_code: str | None = None, now: datetime | None = None) -> Order:
     """Open the channel trade for an order and return the order with its code URL. Idempotent: an order has
-    one trade, and asking again returns it (a create whose outcome was unknown is simply repeated)."""
+    one trade, and asking again returns it (a create whose outcome was unknown is simply repeated).
+    For a payment code (`auth_code`) the charge is made here; see `_charge_code`."""
     now = now or svc.now()
     order = get_order(svc, order_no, terminal_id)
     if channel not in METHODS or provider_of(channel) not in svc.channels:
@@ -198,7 +205,13 @@ def start_payment(svc: Services, terminal_id: str, order_no: str, channel: str, 
                        "This order is being paid another way; cancel it and start again")
     if order.status in (OrderStatus.CLOSED, OrderStatus.REFUND_PENDING, OrderStatus.REFUNDED):
         raise Conflict("ORDER_NOT_PAYABLE", "该订单已不能支付", "This order can no longer be paid")
-    if order.payment is not None and order.payment.code_url:
+    if channel in CODE_METHODS and not auth_code:
+        raise Conflict("AUTH_CODE_MISSING", "请出示付款码", "Show the payment code to the scanner")
+    if order.payment is not None and (order.payment.code_url or channel in CODE_METHODS):
+        if channel in CODE_METHODS and order.status == OrderStatus.AWAITING_PAYMENT:
+            # A retried charge never charges the code again: the channel's answer to a query decides.
+            _query_and_apply(svc, order, "terminal:" + terminal_id, now=now)
+            return get_order(svc, order_no, terminal_id)
         return order  # a retried request: the same trade, the same code
     if order.status != OrderStatus.AWAITING_PAYMENT:
         raise Conflict("ORDER_NOT_PAYABLE", "该订单已不能支付", "This order can no longer be paid")
@@ -215,6 +228,9 @@ def start_payment(svc: Services, terminal_id: str, order_no: str, channel: str, 
         order = get_order(svc, order_no, terminal_id)
     payment = order.payment
     assert payment is not None
+    if channel in CODE_METHODS:
+        assert auth_code is not None
+        return _charge_code(svc, terminal_id, order, payment, auth_code, now)
     try:
         code_url = svc.channel_for(payment.channel).create_native(
             payment.out_trade_no, payment.description, order.amount_fen,
@@ -238,6 +254,34 @@ def start_payment(svc: Services, terminal_id: str, order_no: str, channel: str, 
         # Cancelled while the trade was being opened: make sure that trade cannot be paid either.
         _close_trade_quietly(svc, payment)
     return order
+
+
+def _charge_code(svc: Services, terminal_id: str, order: Order, payment: Payment, auth_code: str,
+                 now: datetime) -> Order:
+    """Charge a payment code. SUCCESS settles at once; USERPAYING waits for the patient's confirmation on the
+    phone (the kiosk polls, the channel is queried); an unknown outcome is queried, never charged twice."""
+    actor = "terminal:" + terminal_id
+    try:
+        state = svc.channel_for(payment.channel).pay_by_code(payment.out_trade_no, payment.description,
+                                                             order.amount_fen, auth_code)
+    except ValueError:
+        raise Conflict("AUTH_CODE_INVALID", "付款码无效，请刷新付款码后重试",
+                       "This payment code is not valid; refresh it on the phone and try again") from None
+    except ChannelUnavailable:
+        _query_and_apply(svc, order, actor, now=now)
+        raise ChannelBusy() from None
+    except ChannelError as exc:
+        log.warning("order %s: the payment code was refused (%s)", order.order_no, exc.code)
+        with svc.sessions() as session, session.begin():
+            session.execute(update(Payment).where(Payment.id == payment.id).values(state="PAYERROR"))
+            _event(session, order.id, actor, "CODE_REFUSED", order.status, order.status, exc.code)
+        raise Conflict("PAYMENT_REFUSED", "付款未成功，请取消后重新下单或到人工窗口办理",
+                       "The payment did not go through; cancel and start again, or go to a counter") from None
+    with svc.sessions() as session, session.begin():
+        _event(session, order.id, actor, "PAYMENT_STARTED", order.status, order.status,
+               f"{payment.channel} {payment.out_trade_no} {state.state}")
+    apply_trade_state(svc, state, actor=actor, now=now)
+    return get_order(svc, order.order_no, terminal_id)
 
 
 def apply_trade_state(svc: Services, state: TradeState, *, actor: str, notified: bool = False,
@@ -347,16 +391,19 @@ def refresh_order(svc: Services, terminal_id: str, order_no: str, *, now: dateti
     order = get_order(svc, order_no, terminal_id)
     payment = order.payment
     waiting = order.status == OrderStatus.AWAITING_PAYMENT
-    if waiting and payment is not None and payment.code_url and payment.notified_at is None:
+    code = payment is not None and payment.channel in CODE_METHODS
+    if waiting and payment is not None and (payment.code_url or code) and payment.notified_at is None:
         if _claim_query(svc, payment, now):
             _query_and_apply(svc, order, f"terminal:{terminal_id}", now=now)
     elif order.status in (OrderStatus.PAID, OrderStatus.REFUND_PENDING) and payment is not None:
         if _claim_query(svc, payment, now):
             advance(svc, order_no, actor=f"terminal:{terminal_id}", now=now)
     order = get_order(svc, order_no, terminal_id)
-    if order.status == OrderStatus.AWAITING_PAYMENT and order.expires_at <= now:
+    code_overdue = code and payment is not None and payment.created_at + CODE_PAY_DEADLINE <= now
+    if order.status == OrderStatus.AWAITING_PAYMENT and (order.expires_at <= now or code_overdue):
         try:
-            order = close_order(svc, order, actor="system:expiry", event="EXPIRED", now=now)
+            order = close_order(svc, order, actor="system:expiry",
+                                event="CODE_PAY_TIMEOUT" if code_overdue else "EXPIRED", now=now)
         except ChannelBusy:
             pass  # still unknown; the next poll or the sweeper asks again
     return order
@@ -388,7 +435,10 @@ def close_order(svc: Services, order: Order, *, actor: str, event: str, now: dat
             return get_order(svc, order.order_no)
         if state is not None and state.state != "CLOSED":
             try:
-                svc.channel_for(payment.channel).close(payment.out_trade_no)
+                if payment.channel in CODE_METHODS:  # a code charge may still land: reverse refunds it if so
+                    svc.channel_for(payment.channel).reverse(payment.out_trade_no)
+                else:
+                    svc.channel_for(payment.channel).close(payment.out_trade_no)
             except ChannelUnavailable:
                 raise ChannelBusy() from None
             except ChannelError as exc:
@@ -424,10 +474,15 @@ def sweep(svc: Services, *, now: datetime | None = None) -> SweepReport:
         stale = list(session.scalars(select(Order).where(or_(
             (Order.status == OrderStatus.AWAITING_PAYMENT) & (Order.expires_at <= now),
             Order.status.in_([OrderStatus.PAID, OrderStatus.REFUND_PENDING])))))
+        # Code payments the patient never confirmed (the kiosk that was polling them may be gone).
+        stale += list(session.scalars(select(Order).join(Payment, Payment.order_id == Order.id).where(
+            Order.status == OrderStatus.AWAITING_PAYMENT, Order.expires_at > now,
+            Payment.channel.in_(CODE_METHODS), Payment.created_at <= now - CODE_PAY_DEADLINE)))
     for order in stale:
         try:
             if order.status == OrderStatus.AWAITING_PAYMENT:
-                order = close_order(svc, order, actor="system:sweeper", event="EXPIRED", now=now)
+                event = "EXPIRED" if order.expires_at <= now else "CODE_PAY_TIMEOUT"
+                order = close_order(svc, order, actor="system:sweeper", event=event, now=now)
             else:
                 order = advance(svc, order.order_no, actor="system:sweeper", now=now)
         except ChannelBusy:

@@ -37,7 +37,9 @@ class RegistrationRequest(BaseModel):
 
 
 class PayRequest(BaseModel):
-    channel: Literal["wechat_native", "alipay_native"]
+    channel: Literal["wechat_native", "alipay_native", "wechat_code", "alipay_code"]
+    # The code on the patient's phone, scanned at the kiosk (for the *_code methods only).
+    auth_code: str | None = Field(default=None, pattern=r"^\d{16,24}$")
     idempotency_key: str = Field(min_length=8, max_length=128)
 
 
@@ -116,7 +118,8 @@ def registration_by_key(idempotency_key: str, svc: Svc, terminal: Terminal) -> d
 
 @router.post("/orders/{order_no}/pay")
 def pay(order_no: str, body: PayRequest, svc: Svc, terminal: Terminal) -> dict[str, Any]:
-    order = orders.start_payment(svc, terminal, order_no, body.channel, body.idempotency_key)
+    order = orders.start_payment(svc, terminal, order_no, body.channel, body.idempotency_key,
+                                 auth_code=body.auth_code)
     return order_view(order, svc.settings.tz)
 
 

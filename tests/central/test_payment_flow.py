@@ -192,3 +192,57 @@ def test_pay_with_alipay_through_the_server(live: LiveCentral) -> None:
     forged = httpx.post(f"{live.url}/api/v1/pay/alipay/notify", content=b"out_trade_no=X&trade_status=TRADE_SUCCESS&sign=AAAA",
                         headers={"content-type": "application/x-www-form-urlencoded"}, timeout=15)
     assert forged.status_code == 401 and forged.text == "fail"
+
+
+def auth_code() -> str:
+    return f"13{uuid.uuid4().int % 10**16:016d}"
+
+
+def new_order(live: LiveCentral, kiosk: Kiosk) -> dict[str, Any]:
+    doctors = live.api(kiosk, "GET", "/departments/JZNK/doctors").json()["doctors"]
+    doctor = next(d for d in doctors if d["remaining"] > 0)
+    slot = live.api(kiosk, "GET", f"/departments/JZNK/doctors/{doctor['code']}/slots").json()["slots"][0]
+    return live.api(kiosk, "POST", "/registrations", json={"patient_id": DEMO_PATIENT_ID, "slot_id": slot["slot_id"],
+                                                            "idempotency_key": uuid.uuid4().hex}).json()
+
+
+def pay_code(live: LiveCentral, kiosk: Kiosk, order_no: str, code: str, key: str) -> httpx.Response:
+    return live.api(kiosk, "POST", f"/orders/{order_no}/pay",
+                    json={"channel": "wechat_code", "idempotency_key": key, "auth_code": code})
+
+
+def test_payment_code_scanned_at_the_kiosk(live: LiveCentral) -> None:
+    kiosk = provision(live.svc, "KIOSK-CODE")
+    order = new_order(live, kiosk)
+    paid = pay_code(live, kiosk, order["order_no"], auth_code(), uuid.uuid4().hex)
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["status"] == "FULFILLED" and registrations_for(live, order["order_no"]) == 1
+    again = pay_code(live, kiosk, order["order_no"], auth_code(), uuid.uuid4().hex)  # a double tap: no second charge
+    assert again.json()["status"] == "FULFILLED"
+    assert live.sandbox_trade(paid.json()["payment"]["out_trade_no"])["amount"]["total"] == order["amount_fen"]
+
+
+def test_payment_code_waiting_for_the_patient_then_confirmed(live: LiveCentral) -> None:
+    kiosk = provision(live.svc, "KIOSK-CODE2")
+    order = new_order(live, kiosk)
+    httpx.post(f"{live.url}/sandbox/wechatpay/simulate/codepay", json={"result": "USERPAYING"}, timeout=10)
+    waiting = pay_code(live, kiosk, order["order_no"], auth_code(), uuid.uuid4().hex).json()
+    assert waiting["status"] == "AWAITING_PAYMENT" and waiting["payment"]["state"] == "USERPAYING"
+    out_trade_no = waiting["payment"]["out_trade_no"]
+    httpx.post(f"{live.url}/sandbox/wechatpay/simulate/confirm", json={"out_trade_no": out_trade_no}, timeout=10)
+    wait_until(lambda: live.api(kiosk, "GET", f"/orders/{order['order_no']}").json()["status"] == "FULFILLED")
+
+
+def test_payment_code_never_confirmed_is_reversed_at_the_deadline(live: LiveCentral) -> None:
+    kiosk = provision(live.svc, "KIOSK-CODE3")
+    order = new_order(live, kiosk)
+    httpx.post(f"{live.url}/sandbox/wechatpay/simulate/codepay", json={"result": "USERPAYING"}, timeout=10)
+    waiting = pay_code(live, kiosk, order["order_no"], auth_code(), uuid.uuid4().hex).json()
+    out_trade_no = waiting["payment"]["out_trade_no"]
+    later = live.svc.now() + orders.CODE_PAY_DEADLINE + timedelta(seconds=1)
+    closed = orders.refresh_order(live.svc, kiosk.terminal_id, order["order_no"], now=later)
+    assert closed.status == "CLOSED"
+    assert live.sandbox_trade(out_trade_no)["trade_state"] in ("CLOSED", "REVOKED")
+    # The confirmation arriving after the reversal moves no money.
+    late = httpx.post(f"{live.url}/sandbox/wechatpay/simulate/confirm", json={"out_trade_no": out_trade_no}, timeout=10)
+    assert late.status_code >= 400
