@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from central import orders
-from central.api import kiosk, notify
+from central.api import kiosk, notify, outbox
 from central.api.errors import install_error_handlers
 from central.config import Settings
 from central.services import Services, alipay_keys, build_services, wechatpay_keys
@@ -70,6 +70,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(kiosk.router)
     app.include_router(notify.router)
+    app.include_router(outbox.router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

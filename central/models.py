@@ -117,3 +117,20 @@ class OrderEvent(Base):
     from_status: Mapped[str | None] = mapped_column(String(32))
     to_status: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class KioskMessage(Base):
+    """One message from a kiosk's outbox, stored once per (terminal, idempotency key)."""
+
+    __tablename__ = "kiosk_messages"
+    __table_args__ = (UniqueConstraint("terminal_id", "idempotency_key"),
+                      Index("ix_kiosk_messages_kind_id", "kind", "id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    terminal_id: Mapped[str] = mapped_column(ForeignKey("terminals.terminal_id"))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)  # canonical JSON (sorted keys)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())  # on the kiosk, when it was enqueued
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    copies: Mapped[int] = mapped_column(Integer, default=1)  # how often it arrived: retries seen, for support

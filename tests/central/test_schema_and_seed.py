@@ -25,7 +25,13 @@ def test_migrations_create_the_schema_from_an_empty_database(tmp_path: Path) -> 
     tables = set(inspect(engine).get_table_names())
     assert {"terminals", "orders", "payments", "order_events", "his_departments", "his_doctors", "his_slots",
             "his_slot_locks", "his_registrations", "his_patients", "his_bills", "his_lab_reports",
-            "alembic_version"} <= tables
+            "kiosk_messages", "alembic_version"} <= tables
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from central.db import Base
+    with engine.connect() as connection:  # the migrations and the models describe the same schema
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
