@@ -22,6 +22,8 @@ from drivers.idcard.reader import IdCardPoller
 from drivers.scanner.classify import Scan
 from drivers.scanner.poller import ScannerPoller
 from kiosk_app.backend_client import HttpBackend
+from offline_queue.delivery import Deliverer, UrllibTransport
+from offline_queue.outbox import Outbox
 from kiosk_app.config import KioskConfig
 from kiosk_app.devices import make_device
 from kiosk_app.diagnostics import Diagnostics
@@ -59,6 +61,8 @@ class Kiosk:
         self.app = app
         self.backend = HttpBackend(config.credentials)
         self.journal = Journal(config.data_dir / "journal.db")
+        self.outbox = Outbox(config.data_dir / "journal.db")  # same file: one transaction with the journal
+        self.deliverer = Deliverer(self.outbox, UrllibTransport.from_credentials(config.credentials))
         self.health: dict[str, Health] = {}  # last report per device role, for diagnostics and the fleet
         self.reader = make_device("id_card", config.devices)
         # Devices that speak unasked (card laid down, code scanned) get a poller; the rest a worker thread.
@@ -72,7 +76,7 @@ class Kiosk:
             timeouts = Timeouts(choosing=config.idle_seconds)
         now = partial(datetime.now, ZoneInfo(config.timezone))
         self.workflow = SameDayRegistration(self.backend, self.printer, self.journal, self.bridge.publish,
-                                            terminal_id, timeouts, now=now)
+                                            terminal_id, timeouts, now=now, outbox=self.outbox)
         self.runner = WorkflowRunner(self.workflow)
         self.log_tail = LogTail()
         logging.getLogger().addHandler(self.log_tail)
@@ -155,6 +159,7 @@ class Kiosk:
         # A visit the last run left half-way (crash, power cut): close its unpaid order, off the Qt thread.
         threading.Thread(target=recover, args=(self.journal, self.backend), name="recovery", daemon=True).start()
         self.runner.start()
+        self.deliverer.start()
         for worker in self.workers.values():
             worker.start()
         self.poller.start()
@@ -173,6 +178,8 @@ class Kiosk:
         for worker in self.workers.values():
             worker.stop()
         self.runner.stop()
+        self.deliverer.stop()
+        self.outbox.close()
         self.backend.close()
         self.journal.close()
         self.app.removeEventFilter(self.activity)

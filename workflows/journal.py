@@ -10,6 +10,8 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 SCHEMA = """
@@ -32,11 +34,12 @@ class Journal:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # The outbox shares this file and writes in the same transactions; it may hold the lock a moment.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a transition is durable before its effects start
         self._db.executescript(SCHEMA)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def record(self, session: str, workflow: str, event: str, source: str, dest: str,
                data: dict[str, Any]) -> int:
@@ -46,6 +49,19 @@ class Journal:
                 (time.time(), session, workflow, event, source, dest, json.dumps(data, ensure_ascii=False)),
             )
             return int(cur.lastrowid)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One local transaction for a journal entry and what it implies (offline-queue messages): both are
+        written, or neither."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def entries(self, session: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT id, at, session, workflow, event, source, dest, data FROM journal"

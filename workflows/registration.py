@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from transitions import EventData, Machine
 
@@ -28,6 +28,9 @@ from workflows.backend import Backend, BackendError, BackendUnavailable
 from workflows.journal import Journal
 from workflows.receipt import registration_slip
 from workflows.view import View
+
+if TYPE_CHECKING:
+    from offline_queue.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +154,10 @@ class SameDayRegistration:
     def __init__(self, backend: Backend, printer: ReceiptPrinter, journal: Journal,
                  publish: Callable[[View], None], terminal_id: str,
                  timeouts: Timeouts | None = None, clock: Callable[[], float] = time.monotonic,
-                 now: Callable[[], datetime] = datetime.now, sleep: Callable[[float], None] = time.sleep):
+                 now: Callable[[], datetime] = datetime.now, sleep: Callable[[float], None] = time.sleep,
+                 outbox: Outbox | None = None):
         self.backend = backend
+        self.outbox = outbox  # visit events for the server, written with the journal entry that caused them
         self.sleep = sleep
         self.printer = printer
         self.journal = journal
@@ -210,8 +215,14 @@ class SameDayRegistration:
 
     def _journal(self, event: EventData) -> None:
         data = self.visit.journal_data()
-        self.journal.record(self.visit.session, WORKFLOW, event.event.name, event.transition.source,
-                            event.transition.dest, data)
+        with self.journal.transaction() as conn:
+            entry = self.journal.record(self.visit.session, WORKFLOW, event.event.name, event.transition.source,
+                                        event.transition.dest, data)
+            if self.outbox is not None:
+                self.outbox.enqueue(conn, "visit_event", {
+                    "session": self.visit.session, "workflow": WORKFLOW, "event": event.event.name,
+                    "source": event.transition.source, "dest": event.transition.dest, **data},
+                    f"visit-{self.visit.session}-{entry}")
 
     def _entered(self, event: EventData) -> None:
         """Show the state, run its side effect, then show what it produced. A busy screen goes up first so

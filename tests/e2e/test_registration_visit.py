@@ -2,6 +2,7 @@
 WeChat Pay sandbox), the ID-card reader simulator on a serial pty pair and the TCP receipt printer."""
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -100,6 +101,15 @@ def test_full_visit_prints_the_visit_code_the_his_issued(central, kiosk, qapp):
     click_button(k.window, "返回首页")
     wait_for_screen(qapp, k.window, "home")
     assert k.window.patient_bar.isHidden() and k.workflow.visit.patient is None
+
+    # Every transition of the visit also went through the offline queue to the server, once each.
+    k.deliverer.wake()
+    wait_until(qapp, lambda: k.outbox.depth() == 0, 20, "the outbox to drain")
+    with sqlite3.connect(central.data_dir / "central.db") as db:
+        events = [json.loads(p)["dest"] for (p,) in db.execute(
+            "SELECT payload FROM kiosk_messages WHERE terminal_id = ? AND kind = 'visit_event' ORDER BY id",
+            (k.config.credentials.terminal_id,))]
+    assert events[:2] == ["reading_card", "identifying"] and "done" in events and events[-1] == "home"
 
 
 def test_cancel_on_the_payment_screen_closes_the_order(central, kiosk, qapp):
