@@ -323,10 +323,35 @@ def apply_trade_state(svc: Services, state: TradeState, *, actor: str, notified:
     return get_order(svc, order_no)
 
 
+def request_refund(svc: Services, terminal_id: str, order_no: str, *, now: datetime | None = None) -> Order:
+    """退号退费 (K7): the patient cancels a registration not yet used; the fee goes back along its trade.
+
+    The order is marked CANCEL_PENDING before the HIS is asked, so a crash between the HIS cancelling and the
+    refund leaves an order the sweeper finishes, never a cancelled registration whose money was kept."""
+    now = now or svc.now()
+    order = get_order(svc, order_no, terminal_id)
+    if order.status in (OrderStatus.CANCEL_PENDING, OrderStatus.REFUND_PENDING, OrderStatus.REFUNDED):
+        return advance(svc, order_no, actor=f"terminal:{terminal_id}", now=now)  # asked again: carry on
+    if order.status != OrderStatus.FULFILLED:
+        raise Conflict("ORDER_NOT_REFUNDABLE", "该订单不能退费", "This order cannot be refunded")
+    with svc.sessions() as session, session.begin():
+        _transition(session, order, [OrderStatus.FULFILLED], OrderStatus.CANCEL_PENDING, f"terminal:{terminal_id}",
+                    "PATIENT_CANCELLED", now)
+    order = advance(svc, order_no, actor=f"terminal:{terminal_id}", now=now)
+    if order.status == OrderStatus.FULFILLED:  # the HIS said the registration was used
+        raise Conflict("REFUND_AT_COUNTER", "该号已报到或已就诊，不能自助退号，请到人工窗口办理",
+                       "This registration has been used; please go to a service counter")
+    return order
+
+
 def advance(svc: Services, order_no: str, *, actor: str, now: datetime | None = None) -> Order:
-    """Take a paid order the rest of the way: confirm in the HIS, or refund if the HIS refuses."""
+    """Take an order the rest of the way: confirm a paid one in the HIS (or refund if the HIS refuses), cancel
+    a registration the patient gave back and refund it."""
     now = now or svc.now()
     order = get_order(svc, order_no)
+    if order.status == OrderStatus.CANCEL_PENDING:
+        _cancel_in_his(svc, order, actor, now)
+        order = get_order(svc, order_no)
     if order.status == OrderStatus.PAID:
         _fulfil(svc, order, actor, now)
         order = get_order(svc, order_no)
@@ -358,6 +383,23 @@ def _fulfil(svc: Services, order: Order, actor: str, now: datetime) -> None:
             log.info("order %s fulfilled, queue number %s", order.order_no, registration.queue_no)
 
 
+def _cancel_in_his(svc: Services, order: Order, actor: str, now: datetime) -> None:
+    try:
+        svc.his.cancel_registration(order.his_lock_id)
+    except RegistrationRefused as exc:
+        with svc.sessions() as session, session.begin():
+            _transition(session, order, [OrderStatus.CANCEL_PENDING], OrderStatus.FULFILLED, actor,
+                        "CANCEL_REFUSED", now, str(exc))
+        log.info("order %s: the HIS kept the registration (%s)", order.order_no, exc)
+        return
+    except Exception:
+        log.exception("order %s: cancelling the registration failed; will retry", order.order_no)
+        return
+    with svc.sessions() as session, session.begin():
+        _transition(session, order, [OrderStatus.CANCEL_PENDING], OrderStatus.REFUND_PENDING, actor,
+                    "REGISTRATION_CANCELLED", now)
+
+
 def _refund(svc: Services, order: Order, actor: str, now: datetime) -> None:
     payment = order.payment
     if payment is None:  # nothing was ever paid through a channel: nothing to give back
@@ -368,8 +410,9 @@ def _refund(svc: Services, order: Order, actor: str, now: datetime) -> None:
             session.execute(update(Order).where(Order.id == order.id, Order.refund_no.is_(None))
                             .values(refund_no=refund_no))
     try:
-        status = svc.channel_for(payment.channel).refund(payment.out_trade_no, refund_no, order.paid_fen or order.amount_fen,
-                                    order.amount_fen, "号源已失效，挂号未成功，原路退回")
+        reason = "患者退号，原路退回" if order.queue_no is not None else "号源已失效，挂号未成功，原路退回"
+        status = svc.channel_for(payment.channel).refund(payment.out_trade_no, refund_no,
+                                                         order.paid_fen or order.amount_fen, order.amount_fen, reason)
     except ChannelUnavailable:
         log.warning("order %s: refund outcome unknown; will ask again", order.order_no)
         return
@@ -395,7 +438,8 @@ def refresh_order(svc: Services, terminal_id: str, order_no: str, *, now: dateti
     if waiting and payment is not None and (payment.code_url or code) and payment.notified_at is None:
         if _claim_query(svc, payment, now):
             _query_and_apply(svc, order, f"terminal:{terminal_id}", now=now)
-    elif order.status in (OrderStatus.PAID, OrderStatus.REFUND_PENDING) and payment is not None:
+    elif order.status in (OrderStatus.PAID, OrderStatus.CANCEL_PENDING, OrderStatus.REFUND_PENDING) \
+            and payment is not None:
         if _claim_query(svc, payment, now):
             advance(svc, order_no, actor=f"terminal:{terminal_id}", now=now)
     order = get_order(svc, order_no, terminal_id)
@@ -473,7 +517,7 @@ def sweep(svc: Services, *, now: datetime | None = None) -> SweepReport:
     with svc.sessions() as session:
         stale = list(session.scalars(select(Order).where(or_(
             (Order.status == OrderStatus.AWAITING_PAYMENT) & (Order.expires_at <= now),
-            Order.status.in_([OrderStatus.PAID, OrderStatus.REFUND_PENDING])))))
+            Order.status.in_([OrderStatus.PAID, OrderStatus.CANCEL_PENDING, OrderStatus.REFUND_PENDING])))))
         # Code payments the patient never confirmed (the kiosk that was polling them may be gone).
         stale += list(session.scalars(select(Order).join(Payment, Payment.order_id == Order.id).where(
             Order.status == OrderStatus.AWAITING_PAYMENT, Order.expires_at > now,

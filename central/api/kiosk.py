@@ -128,6 +128,12 @@ def get_order(order_no: str, svc: Svc, terminal: Terminal) -> dict[str, Any]:
     return order_view(orders.refresh_order(svc, terminal, order_no), svc.settings.tz)
 
 
+@router.post("/orders/{order_no}/refund")
+def refund(order_no: str, svc: Svc, terminal: Terminal) -> dict[str, Any]:
+    """退号退费: give back a registration not yet used; its fee returns along the original trade."""
+    return order_view(orders.request_refund(svc, terminal, order_no), svc.settings.tz)
+
+
 @router.post("/orders/{order_no}/cancel")
 def cancel(order_no: str, svc: Svc, terminal: Terminal) -> dict[str, Any]:
     return order_view(orders.cancel_order(svc, terminal, order_no), svc.settings.tz)

@@ -132,6 +132,11 @@ class HisAdapter(ABC):
         """Give the place back (order cancelled). Releasing twice, or a confirmed lock, does nothing."""
 
     @abstractmethod
+    def cancel_registration(self, lock_id: str) -> None:
+        """退号: cancel a registration the patient has not used, giving its place back. Idempotent; raises
+        RegistrationRefused when the patient already checked in or saw the doctor (refund at the counter)."""
+
+    @abstractmethod
     def confirm_registration(self, lock_id: str, payment_ref: str) -> Registration:
         """Turn a lock into a registration. Idempotent for the same lock. A lock that expired is still honoured
         while its place is free; raises RegistrationRefused once the place is gone."""

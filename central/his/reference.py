@@ -136,6 +136,20 @@ class ReferenceHis(HisAdapter):
                 slot_id = session.scalar(select(HisSlotLock.slot_id).where(HisSlotLock.lock_id == lock_id))
                 session.execute(update(HisSlot).where(HisSlot.id == slot_id).values(booked=HisSlot.booked - 1))
 
+    def cancel_registration(self, lock_id: str) -> None:
+        with self._sessions() as session, session.begin():
+            registration = session.scalar(select(HisRegistration).where(HisRegistration.lock_id == lock_id))
+            if registration is None:
+                raise RegistrationRefused(f"no registration for lock {lock_id}")
+            if registration.status == "CANCELLED":
+                return
+            if registration.status != "BOOKED":
+                raise RegistrationRefused(f"registration {registration.visit_code} is {registration.status.lower()}")
+            registration.status = "CANCELLED"
+            session.execute(update(HisSlotLock).where(HisSlotLock.lock_id == lock_id).values(status="CANCELLED"))
+            session.execute(update(HisSlot).where(HisSlot.id == registration.slot_id)
+                            .values(booked=HisSlot.booked - 1))
+
     def confirm_registration(self, lock_id: str, payment_ref: str) -> Registration:
         with self._sessions() as session, session.begin():
             lock = session.get(HisSlotLock, lock_id)
@@ -147,6 +161,8 @@ class ReferenceHis(HisAdapter):
                 done = session.scalar(select(HisRegistration).where(HisRegistration.lock_id == lock_id))
                 assert done is not None
                 return _registration(done, slot)
+            if lock.status == "CANCELLED":
+                raise RegistrationRefused(f"lock {lock_id} was cancelled")
             if lock.status != "HELD":
                 # The lock lapsed and gave its place back; honour it only if a place is still free.
                 if not _take_place(session, slot.id):

@@ -121,6 +121,8 @@ class HisRegistration(Base):
     location: Mapped[str] = mapped_column(String(200))
     payment_ref: Mapped[str] = mapped_column(String(64))
     fee_fen: Mapped[int] = mapped_column(Integer)
+    # BOOKED → CHECKED_IN (the patient reported at the clinic) or CANCELLED (退号: the place goes back).
+    status: Mapped[str] = mapped_column(String(16), default="BOOKED", server_default="BOOKED")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

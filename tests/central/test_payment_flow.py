@@ -246,3 +246,64 @@ def test_payment_code_never_confirmed_is_reversed_at_the_deadline(live: LiveCent
     # The confirmation arriving after the reversal moves no money.
     late = httpx.post(f"{live.url}/sandbox/wechatpay/simulate/confirm", json={"out_trade_no": out_trade_no}, timeout=10)
     assert late.status_code >= 400
+
+
+def paid_registration(live: LiveCentral, kiosk: Kiosk) -> dict[str, Any]:
+    order = book(live, kiosk)
+    live.pay_as_phone(order["payment"]["code_url"])
+    wait_until(lambda: orders.get_order(live.svc, order["order_no"]).status == "FULFILLED")
+    return live.api(kiosk, "GET", f"/orders/{order['order_no']}").json()
+
+
+def his_registration(live: LiveCentral, order_no: str) -> HisRegistration:
+    lock_id = orders.get_order(live.svc, order_no).his_lock_id
+    with live.svc.sessions() as session:
+        return session.scalar(select(HisRegistration).where(HisRegistration.lock_id == lock_id))
+
+
+def test_patient_cancels_an_unused_registration_and_is_refunded(live: LiveCentral) -> None:
+    kiosk = provision(live.svc, "KIOSK-K7")
+    order = paid_registration(live, kiosk)
+    with live.svc.sessions() as session:
+        booked_before = session.get(HisSlot, order["slot"]["slot_id"]).booked
+    refunded = live.api(kiosk, "POST", f"/orders/{order['order_no']}/refund")
+    assert refunded.status_code == 200, refunded.text
+    assert refunded.json()["status"] == "REFUNDED"
+    assert his_registration(live, order["order_no"]).status == "CANCELLED"
+    with live.svc.sessions() as session:
+        assert session.get(HisSlot, order["slot"]["slot_id"]).booked == booked_before - 1  # the place is back
+    trade = live.sandbox_trade(order["payment"]["out_trade_no"])
+    assert trade["trade_state"] == "REFUND" and trade["refunded"] == order["amount_fen"]
+    again = live.api(kiosk, "POST", f"/orders/{order['order_no']}/refund")  # a double tap refunds nothing twice
+    assert again.json()["status"] == "REFUNDED"
+    assert live.sandbox_trade(order["payment"]["out_trade_no"])["refunded"] == order["amount_fen"]
+
+
+def test_a_used_registration_is_refunded_at_the_counter_only(live: LiveCentral) -> None:
+    kiosk = provision(live.svc, "KIOSK-K7B")
+    order = paid_registration(live, kiosk)
+    with live.svc.sessions() as session, session.begin():
+        session.execute(update(HisRegistration).where(
+            HisRegistration.visit_code == order["registration"]["visit_code"]).values(status="CHECKED_IN"))
+    refused = live.api(kiosk, "POST", f"/orders/{order['order_no']}/refund")
+    assert refused.status_code == 409 and refused.json()["code"] == "REFUND_AT_COUNTER"
+    assert orders.get_order(live.svc, order["order_no"]).status == "FULFILLED"
+    assert live.sandbox_trade(order["payment"]["out_trade_no"])["trade_state"] == "SUCCESS"
+
+
+def test_his_down_during_cancel_is_finished_by_the_sweeper(live: LiveCentral, monkeypatch: pytest.MonkeyPatch) -> None:
+    kiosk = provision(live.svc, "KIOSK-K7C")
+    order = paid_registration(live, kiosk)
+    real_cancel = live.svc.his.cancel_registration
+
+    def his_down(lock_id: str) -> None:
+        raise ConnectionError("HIS not answering")
+
+    monkeypatch.setattr(live.svc.his, "cancel_registration", his_down)
+    pending = live.api(kiosk, "POST", f"/orders/{order['order_no']}/refund").json()
+    assert pending["status"] == "CANCEL_PENDING"  # the money stays until the HIS gives the place back
+    assert live.sandbox_trade(order["payment"]["out_trade_no"])["trade_state"] == "SUCCESS"
+    monkeypatch.setattr(live.svc.his, "cancel_registration", real_cancel)
+    orders.sweep(live.svc)
+    assert orders.get_order(live.svc, order["order_no"]).status == "REFUNDED"
+    assert live.sandbox_trade(order["payment"]["out_trade_no"])["trade_state"] == "REFUND"

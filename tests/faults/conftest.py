@@ -88,7 +88,7 @@ class Rig:
     def his_registrations(self) -> list[dict]:
         with sqlite3.connect(self.central.data_dir / "central.db") as db:
             db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute("SELECT * FROM his_registrations")]
+            return [dict(r) for r in db.execute("SELECT * FROM his_registrations WHERE status != 'CANCELLED'")]
 
     def trade(self, out_trade_no: str) -> dict | None:
         resp = httpx.get(f"{self.sandbox_url}/simulate/trades/{out_trade_no}", timeout=10)
