@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from central.config import Settings
 
@@ -31,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     net.add_argument("--wechat-url", help="WeChat Pay API base URL (env KIOSK_CENTRAL_WECHAT_URL; default the "
                                           "embedded sandbox)")
     net.add_argument("--no-sandbox", action="store_true", help="do not mount the WeChat Pay sandbox (production)")
+    net.add_argument("--threads", type=int, help="threads for the sync routes (env KIOSK_CENTRAL_THREADS; "
+                                                 "default 40)")
+    net.add_argument("--no-access-log", action="store_true", help="no log line per request "
+                                                                  "(env KIOSK_CENTRAL_ACCESS_LOG=0)")
 
     parser = argparse.ArgumentParser(prog="kiosk-central", description="Central server of the kiosk platform.",
                                      parents=[common, net])
@@ -53,10 +58,26 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings.from_env().with_overrides(
         data_dir=getattr(args, "data_dir", None), database_url=getattr(args, "database_url", None),
         host=getattr(args, "host", None), port=getattr(args, "port", None),
-        public_base_url=getattr(args, "public_url", None), wechat_base_url=getattr(args, "wechat_url", None))
+        public_base_url=getattr(args, "public_url", None), wechat_base_url=getattr(args, "wechat_url", None),
+        threads=getattr(args, "threads", None))
     if getattr(args, "no_sandbox", False):
         settings = settings.with_overrides(sandbox_enabled=False)
+    if getattr(args, "no_access_log", False):
+        settings = settings.with_overrides(access_log=False)
     return settings
+
+
+def _with_thread_limit(app: Any, threads: int) -> Any:
+    """Size the thread pool of sync routes when the server starts (the limiter belongs to the running loop)."""
+
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        await app(scope, receive, send)
+
+    return asgi
 
 
 def _write_private_json(path: Path, document: dict[str, str]) -> None:
@@ -101,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     from central.app import create_app
 
     print(summary.line(), flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(_with_thread_limit(create_app(settings), settings.threads), host=settings.host, port=settings.port,
+                log_level="info", access_log=settings.access_log)
     return 0
 
 

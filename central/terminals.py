@@ -2,6 +2,11 @@
 
 A plain hash (not a password hash) is enough because the secret is 256 random bits, not something a person
 chose: there is nothing to guess. Re-keying a terminal replaces its secret, which locks out a stolen copy.
+
+Every kiosk request authenticates, so the stored hash of a terminal is kept in memory for ``AUTH_CACHE_SECONDS``
+instead of costing a database session per request (a tenth of a kiosk request's server time under a surge).
+Re-keying or deactivating through this process takes effect at once; through another process (the
+``provision-terminal`` command beside a running server) within those seconds.
 """
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
+import weakref
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +25,19 @@ from central.db import utcnow
 from central.models import Terminal
 
 TERMINAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: How long a terminal's stored hash is trusted without asking the database again.
+AUTH_CACHE_SECONDS = 5.0
+
+# Per database (sessionmaker), terminal id -> (stored hash, monotonic time it was read). Only active terminals
+# are cached, so unknown ids sent by anyone cannot grow it.
+_auth_cache: weakref.WeakKeyDictionary[sessionmaker[Session], dict[str, tuple[str, float]]] = \
+    weakref.WeakKeyDictionary()
+_auth_cache_lock = threading.Lock()
+
+
+def _forget(sessions: sessionmaker[Session], terminal_id: str) -> None:
+    with _auth_cache_lock:
+        _auth_cache.get(sessions, {}).pop(terminal_id, None)
 
 
 def _hash(secret: str) -> str:
@@ -43,12 +64,29 @@ def provision_terminal(sessions: sessionmaker[Session], terminal_id: str, *, nam
                 terminal.name = name
             if location is not None:
                 terminal.location = location
+    _forget(sessions, terminal_id)
     return secret
 
 
-def authenticate(sessions: sessionmaker[Session], terminal_id: str, secret: str) -> bool:
+def _stored_hash(sessions: sessionmaker[Session], terminal_id: str) -> str | None:
+    now = time.monotonic()
+    with _auth_cache_lock:
+        cached = _auth_cache.get(sessions, {}).get(terminal_id)
+    if cached is not None and now - cached[1] < AUTH_CACHE_SECONDS:
+        return cached[0]
     with sessions() as session:
         stored = session.scalar(select(Terminal.secret_sha256).where(Terminal.terminal_id == terminal_id,
                                                                      Terminal.active.is_(True)))
+    with _auth_cache_lock:
+        per_db = _auth_cache.setdefault(sessions, {})
+        if stored is None:
+            per_db.pop(terminal_id, None)
+        else:
+            per_db[terminal_id] = (stored, now)
+    return stored
+
+
+def authenticate(sessions: sessionmaker[Session], terminal_id: str, secret: str) -> bool:
+    stored = _stored_hash(sessions, terminal_id)
     # Compare even for an unknown terminal so timing does not reveal which ids exist.
     return hmac.compare_digest(stored or "0" * 64, _hash(secret)) and stored is not None
