@@ -8,6 +8,7 @@ has no such file. Layout, atomic writes and the generation lock follow ``keys.py
 """
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import string
@@ -109,10 +110,16 @@ def _public_pem(private_key: rsa.RSAPrivateKey) -> bytes:
 
 def load_private_key(pem: bytes | str, whose: str = "application") -> rsa.RSAPrivateKey:
     """An RSA2 private key from PEM, or from the bare base64 PKCS#8 text Alipay's key tool writes."""
-    key = serialization.load_pem_private_key(_as_pem(pem, "PRIVATE KEY"), password=None)
+    key = _parse_private_key(_as_pem(pem, "PRIVATE KEY"))
     if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
         raise ValueError(f"the {whose} private key must be an RSA key of at least 2048 bits (RSA2)")
     return key
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_private_key(pem: bytes) -> object:
+    """Parsing and checking an RSA key costs tens of milliseconds of CPU; a key is parsed once per process."""
+    return serialization.load_pem_private_key(pem, password=None)
 
 
 def load_public_key(pem: bytes | str, whose: str = "Alipay") -> rsa.RSAPublicKey:

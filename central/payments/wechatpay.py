@@ -16,6 +16,7 @@ that are signed and verified are visible here, and the sandbox can share the sam
 from __future__ import annotations
 
 import base64
+import functools
 import csv
 import hashlib
 import json
@@ -91,7 +92,13 @@ def response_message(timestamp: str, nonce: str, body: bytes) -> bytes:
 
 
 def load_private_key(pem: bytes | str) -> rsa.RSAPrivateKey:
-    key = serialization.load_pem_private_key(pem.encode("ascii") if isinstance(pem, str) else pem, password=None)
+    return _load_private_key(pem.encode("ascii") if isinstance(pem, str) else pem)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
+    """Parsing and checking an RSA key costs tens of milliseconds of CPU; a key is parsed once per process."""
+    key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError("WeChat Pay keys must be RSA keys")
     return key

@@ -264,14 +264,20 @@ class _Notifier:
                     self._deliver(notify_url, body, record)
         threading.Thread(target=run, name=name, daemon=True).start()
 
+    def _client(self) -> httpx.Client:
+        """One client for all deliveries: a new one per notification costs more CPU than the delivery."""
+        with self._lock:
+            if getattr(self, "_shared_client", None) is None:
+                self._shared_client = self._client_factory()
+            return self._shared_client
+
     def _deliver(self, notify_url: str, body: bytes, record: dict[str, Any]) -> None:
         """Deliver until acknowledged, the way the platform does: only 200/204 counts as received."""
         for delay in self._delays:
             time.sleep(delay)
             headers = self._sign(body)
             try:
-                with self._client_factory() as client:
-                    status: int | None = client.post(notify_url, content=body, headers=headers).status_code
+                status: int | None = self._client().post(notify_url, content=body, headers=headers).status_code
                 outcome = f"HTTP {status}"
             except httpx.HTTPError as exc:
                 status, outcome = None, type(exc).__name__
