@@ -87,8 +87,13 @@ class ReferenceHis(HisAdapter):
             return _doctor(doctor, 0) if doctor else None
 
     def list_free_slots(self, dept_code: str, doctor_code: str, day: date, now: datetime) -> list[Slot]:
-        with self._sessions() as session, session.begin():
-            expire_locks(session, now)
+        with self._sessions() as session:
+            lapsed = session.scalar(select(HisSlotLock.lock_id).where(
+                HisSlotLock.status == "HELD", HisSlotLock.until < now).limit(1))
+        if lapsed is not None:  # give lapsed places back first; the common case is a pure read, no writer lock
+            with self._sessions() as session, session.begin():
+                expire_locks(session, now)
+        with self._sessions() as session:
             rows = session.scalars(select(HisSlot).where(
                 HisSlot.dept_code == dept_code, HisSlot.doctor_code == doctor_code, HisSlot.day == day,
                 HisSlot.ends_at > now, HisSlot.booked < HisSlot.capacity).order_by(HisSlot.starts_at))

@@ -24,6 +24,16 @@ def run_to(rig, journal, *stall):
     return kiosk
 
 
+def visit_until_qr(rig, journal, *extra):
+    """Start a visit and wait until its payment QR is on the screen; returns the kiosk and the QR."""
+    kiosk = rig.kiosk(*extra, "--qr-file", str(journal.with_suffix(".qr")), journal=journal)
+    deadline = time.monotonic() + 60
+    while qr_of(journal) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert qr_of(journal), "the payment QR never reached the screen"
+    return kiosk, qr_of(journal)
+
+
 def qr_of(journal):
     path = journal.with_suffix(".qr")
     return path.read_text() if path.exists() else None
@@ -56,11 +66,8 @@ def test_kill_9_the_kiosk_then_restart(rig, tmp_path, stall, pay_after_kill, end
     journal = tmp_path / "journal.db"
     before = {o["order_no"] for o in rig.orders()}
     if stall[1] == "print_document":  # reach printing: the phone pays while the kiosk waits
-        kiosk = rig.kiosk(*stall, "--qr-file", str(journal.with_suffix(".qr")), journal=journal)
-        deadline = time.monotonic() + 60
-        while qr_of(journal) is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        rig.pay(qr_of(journal))
+        kiosk, qr = visit_until_qr(rig, journal, *stall)
+        rig.pay(qr)
         rig.wait_for_line(kiosk, STALLED)
     else:
         kiosk = run_to(rig, journal, *stall)
@@ -80,13 +87,10 @@ def test_kill_9_the_kiosk_then_restart(rig, tmp_path, stall, pay_after_kill, end
 
 def test_network_cut_while_paying(rig, tmp_path):
     journal = tmp_path / "journal.db"
-    kiosk = rig.kiosk("--qr-file", str(journal.with_suffix(".qr")), journal=journal)
-    deadline = time.monotonic() + 60
-    while qr_of(journal) is None and time.monotonic() < deadline:
-        time.sleep(0.1)
+    kiosk, qr = visit_until_qr(rig, journal)
     rig.proxy.refuse()  # cable pulled while the QR is on screen
     try:
-        rig.pay(qr_of(journal))  # the notification goes provider → server; the kiosk sees nothing
+        rig.pay(qr)  # the notification goes provider → server; the kiosk sees nothing
         time.sleep(3)
     finally:
         rig.proxy.restore()
@@ -98,12 +102,9 @@ def test_network_cut_while_paying(rig, tmp_path):
 def test_answer_to_the_order_lost_on_the_way_back(rig, tmp_path):
     journal = tmp_path / "journal.db"
     rig.proxy.lose_answer_to(b"POST /api/v1/kiosk/registrations")
-    kiosk = rig.kiosk("--qr-file", str(journal.with_suffix(".qr")), journal=journal)
-    deadline = time.monotonic() + 60
-    while qr_of(journal) is None and time.monotonic() < deadline:
-        time.sleep(0.1)
+    kiosk, qr = visit_until_qr(rig, journal)
     assert rig.proxy.lost_answers == 1
-    rig.pay(qr_of(journal))
+    rig.pay(qr)
     line = rig.wait_for_line(kiosk, "FINISHED", timeout=90)
     assert line.split()[1] == "done", line
     rig.check_money()  # the retried request found the same order: one order, one registration
@@ -111,12 +112,9 @@ def test_answer_to_the_order_lost_on_the_way_back(rig, tmp_path):
 
 def test_server_killed_mid_payment_and_restarted(rig, tmp_path):
     journal = tmp_path / "journal.db"
-    kiosk = rig.kiosk("--qr-file", str(journal.with_suffix(".qr")), journal=journal)
-    deadline = time.monotonic() + 60
-    while qr_of(journal) is None and time.monotonic() < deadline:
-        time.sleep(0.1)
+    kiosk, qr = visit_until_qr(rig, journal)
     rig.central.kill()
-    rig.pay(qr_of(journal))  # paid while the server is down: the notification cannot be delivered yet
+    rig.pay(qr)  # paid while the server is down: the notification cannot be delivered yet
     time.sleep(2)
     rig.central.start()
     line = rig.wait_for_line(kiosk, "FINISHED", timeout=120)
@@ -129,11 +127,8 @@ def test_repeated_and_reordered_notifications(rig, tmp_path):
     httpx.post(control, json={"mode": "hold", "repeat": 3}, timeout=10).raise_for_status()
     journal = tmp_path / "journal.db"
     try:
-        kiosk = rig.kiosk("--qr-file", str(journal.with_suffix(".qr")), journal=journal)
-        deadline = time.monotonic() + 60
-        while qr_of(journal) is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        rig.pay(qr_of(journal))
+        kiosk, qr = visit_until_qr(rig, journal)
+        rig.pay(qr)
         time.sleep(1)  # the kiosk's polls may settle it first; the held notifications come after, three times
         httpx.post(control + "/release", json={"order": "lifo"}, timeout=10).raise_for_status()
     finally:
