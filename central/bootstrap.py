@@ -33,7 +33,7 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as connection:
         config = alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")  # parts of the server may add branches
 
 
 @dataclass

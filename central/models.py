@@ -78,18 +78,47 @@ class Order(Base):
     registration_location: Mapped[str | None] = mapped_column(String(200))
     refund_no: Mapped[str | None] = mapped_column(String(64))
     refund_status: Mapped[str | None] = mapped_column(String(32))
+    insurance_fen: Mapped[int] = mapped_column(Integer, default=0)  # settled by medical insurance, not the patient
 
-    payment: Mapped[Payment | None] = relationship(back_populates="order", uselist=False, lazy="selectin")
+    payments: Mapped[list[Payment]] = relationship(back_populates="order", lazy="selectin", order_by="Payment.id")
+
+    @property
+    def self_pay_fen(self) -> int:
+        """What the patient pays through a channel: the bill less the insurance part."""
+        return self.amount_fen - self.insurance_fen
+
+    @property
+    def insurance_payment(self) -> Payment | None:
+        return next((p for p in self.payments if p.part == PaymentPart.INSURANCE), None)
+
+    @property
+    def self_payments(self) -> list[Payment]:
+        return [p for p in self.payments if p.part == PaymentPart.SELF]
+
+    @property
+    def payment(self) -> Payment | None:
+        """The self-pay trade that counts: the paid one if any, else the newest."""
+        trades = self.self_payments
+        paid = [p for p in trades if p.state in ("SUCCESS", "REFUND")]
+        return paid[0] if paid else (trades[-1] if trades else None)
+
+
+class PaymentPart:
+    SELF = "self"  # paid by the patient through a channel (QR, payment code, bank card)
+    INSURANCE = "insurance"  # settled by medical insurance (fund and personal account)
 
 
 class Payment(Base):
-    """The one channel trade of an order. ``out_trade_no`` is derived from the order number, so a retried
-    create after an unknown outcome addresses the same trade rather than opening a second one."""
+    """One trade that settles (part of) an order. ``out_trade_no`` is derived from the order number and the
+    method, so a retried create after an unknown outcome addresses the same trade rather than opening another."""
 
     __tablename__ = "payments"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    part: Mapped[str] = mapped_column(String(16), default=PaymentPart.SELF)
+    amount_fen: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text, default="")  # JSON: insurance split, masked card number ...
     channel: Mapped[str] = mapped_column(String(32))
     out_trade_no: Mapped[str] = mapped_column(String(32), unique=True)
     idempotency_key: Mapped[str] = mapped_column(String(128))
@@ -102,7 +131,7 @@ class Payment(Base):
     queried_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
-    order: Mapped[Order] = relationship(back_populates="payment")
+    order: Mapped[Order] = relationship(back_populates="payments")
 
 
 class OrderEvent(Base):

@@ -220,7 +220,7 @@ def start_payment(svc: Services, terminal_id: str, order_no: str, channel: str, 
     if order.payment is None:
         try:
             with svc.sessions() as session, session.begin():
-                session.add(Payment(order_id=order.id, channel=channel, out_trade_no=out_trade_no_for(order_no, channel),
+                session.add(Payment(order_id=order.id, channel=channel, amount_fen=order.self_pay_fen, out_trade_no=out_trade_no_for(order_no, channel),
                                     idempotency_key=idempotency_key, state="NOTPAY", created_at=now,
                                     description=f"{svc.his.hospital().name}-{order.dept_name}挂号费"[:127]))
         except IntegrityError:
