@@ -79,6 +79,8 @@ class Order(Base):
     refund_no: Mapped[str | None] = mapped_column(String(64))
     refund_status: Mapped[str | None] = mapped_column(String(32))
     insurance_fen: Mapped[int] = mapped_column(Integer, default=0)  # settled by medical insurance, not the patient
+    payment_method: Mapped[str | None] = mapped_column(String(32))  # what the patient chose: one per order
+    paid_trade_no: Mapped[str | None] = mapped_column(String(32))  # the self-pay trade that counts
 
     payments: Mapped[list[Payment]] = relationship(back_populates="order", lazy="selectin", order_by="Payment.id")
 
@@ -97,9 +99,9 @@ class Order(Base):
 
     @property
     def payment(self) -> Payment | None:
-        """The self-pay trade that counts: the paid one if any, else the newest."""
+        """The self-pay trade that counts: the one that paid the order if any, else the newest."""
         trades = self.self_payments
-        paid = [p for p in trades if p.state in ("SUCCESS", "REFUND")]
+        paid = [p for p in trades if p.out_trade_no == self.paid_trade_no]
         return paid[0] if paid else (trades[-1] if trades else None)
 
 

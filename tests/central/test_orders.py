@@ -213,7 +213,8 @@ def test_expired_lock_whose_place_is_gone_is_refunded(svc: Services, fake_channe
     result = orders.apply_trade_state(svc, trade, actor="channel:notify")
     assert result.status == OrderStatus.REFUNDED and result.refund_status == "SUCCESS"
     assert fake_channel.trades[paying.payment.out_trade_no].refunds == {order.order_no + "RF": order.amount_fen}
-    assert [e.event for e in orders.order_events(svc, order.order_no)][-3:] == ["PAID", "HIS_REFUSED", "REFUNDED"]
+    assert [e.event for e in orders.order_events(svc, order.order_no)][-4:] == ["PAID", "HIS_REFUSED", "TRADE_REFUNDED",
+                                                                         "REFUNDED"]
 
 
 def test_expired_lock_with_a_free_place_is_still_honoured(svc: Services, fake_channel: FakeChannel, order) -> None:
