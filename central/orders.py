@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from central.his.adapter import RegistrationRefused, Slot, SlotNotFound, SlotTaken
 from central.models import Order, OrderEvent, OrderStatus, Payment, PaymentPart
-from central.payments.channel import ChannelError, ChannelUnavailable, SignatureError, TradeState
+from central.payments.channel import ChannelError, ChannelUnavailable, PaymentChannel, SignatureError, TradeState
 from central.payments.insurance import BillItem
 from central.services import Services, provider_of
 from drivers.idcard.idnumber import mask_name
@@ -429,7 +429,7 @@ def _charge_card(svc: Services, terminal_id: str, order: Order, payment: Payment
     unknown is reversed at once, as ISO 8583 requires, and the patient is told nothing was taken only after
     the acquirer confirmed the reversal."""
     actor = "terminal:" + terminal_id
-    channel = svc.channel_for(CHANNEL_CARD)
+    channel = _trade_channel(svc, order, payment)
     masked = mask_pan(card.pan)
     with svc.sessions() as session, session.begin():
         session.execute(update(Payment).where(Payment.id == payment.id)
@@ -437,9 +437,9 @@ def _charge_card(svc: Services, terminal_id: str, order: Order, payment: Payment
         _event(session, order.id, actor, "PAYMENT_STARTED", order.status, order.status,
                f"{payment.channel} {payment.out_trade_no} card {masked}")
     try:
-        state = channel.charge_card(payment.out_trade_no, payment.amount_fen or order.self_pay_fen, card.pan,  # type: ignore[attr-defined]
-                                    card.expiry, card.pin_block, card.pin_algorithm, terminal_id=terminal_id,
-                                    track2=card.track2)
+        charge = channel.charge_card  # type: ignore[attr-defined]
+        state = charge(payment.out_trade_no, payment.amount_fen or order.self_pay_fen, card.pan, card.expiry,
+                       card.pin_block, card.pin_algorithm, terminal_id=terminal_id, track2=card.track2)
     except ValueError as exc:
         with svc.sessions() as session, session.begin():
             session.execute(update(Payment).where(Payment.id == payment.id).values(state="PAYERROR"))
@@ -467,7 +467,7 @@ def _settle_unknown_card(svc: Services, order: Order, payment: Payment, actor: s
         session.execute(update(Payment).where(Payment.id == payment.id, Payment.state == "NOTPAY")
                         .values(state="REVERSING"))
     try:
-        svc.channel_for(CHANNEL_CARD).reverse(payment.out_trade_no)
+        _trade_channel(svc, order, payment).reverse(payment.out_trade_no)
     except (ChannelUnavailable, SignatureError):
         log.warning("order %s: reversal of %s unanswered; will send again", order.order_no, payment.out_trade_no)
         return False
@@ -554,9 +554,10 @@ def presettle_insurance(svc: Services, terminal_id: str, order_no: str, cert_typ
         return order
     serial = out_trade_no_for(order_no, CHANNEL_INSURANCE)
     try:
-        person = channel.identify(cert_type, cert_no, f"{serial}-ID{secrets.randbelow(10**6):06d}")  # type: ignore[attr-defined]
+        insurance: Any = channel  # an InsuranceChannel: identify and presettle are its own verbs
+        person = insurance.identify(cert_type, cert_no, f"{serial}-ID{secrets.randbelow(10**6):06d}")
         items = [BillItem(f"{order_no}-1", "挂号费", "A", order.amount_fen)]
-        pre = channel.presettle(f"{serial}-PS{secrets.randbelow(10**6):06d}", person.psn_no, order_no, items)  # type: ignore[attr-defined]
+        pre = insurance.presettle(f"{serial}-PS{secrets.randbelow(10**6):06d}", person.psn_no, order_no, items)
     except ValueError:
         raise Conflict("INSURANCE_CREDENTIAL_INVALID", "医保凭证无效，请重新出示",
                        "This insurance credential is not valid; please show it again") from None
@@ -596,7 +597,8 @@ def _settle_insurance(svc: Services, order: Order, actor: str, now: datetime) ->
                        "The insurance settlement did not go through; cancel and start again")
     presettle_id = json.loads(payment.detail or "{}").get("presettle_id", "")
     try:
-        settlement = svc.channels[CHANNEL_INSURANCE].settle(payment.out_trade_no, presettle_id)  # type: ignore[attr-defined]
+        insurance: Any = svc.channels[CHANNEL_INSURANCE]
+        settlement = insurance.settle(payment.out_trade_no, presettle_id)
     except (ChannelUnavailable, SignatureError):
         raise ChannelBusy() from None
     except ChannelError as exc:
@@ -769,7 +771,7 @@ def _refund_trade(svc: Services, order: Order, payment: Payment, refund_no: str,
                   actor: str, now: datetime) -> str | None:
     """Refund one paid trade in full; the provider's refund status, or None if it must be asked again."""
     try:
-        status = svc.channel_for(payment.channel).refund(payment.out_trade_no, refund_no, amount_fen, amount_fen,
+        status = _trade_channel(svc, order, payment).refund(payment.out_trade_no, refund_no, amount_fen, amount_fen,
                                                          reason)
     except (ChannelUnavailable, SignatureError):
         log.warning("order %s: refund of %s outcome unknown; will ask again", order.order_no, payment.out_trade_no)
@@ -843,7 +845,7 @@ def close_order(svc: Services, order: Order, *, actor: str, event: str, now: dat
 def _close_trade(svc: Services, order: Order, payment: Payment, actor: str, now: datetime) -> None:
     """Make sure one trade was not paid and cannot be; if it was paid, the order follows the money (and the
     caller sees the order no longer awaiting payment). Raises ChannelBusy while the channel does not answer."""
-    channel = svc.channel_for(payment.channel)
+    channel = _trade_channel(svc, order, payment)
     try:
         state = channel.query(payment.out_trade_no)
     except (ChannelUnavailable, SignatureError):
@@ -940,11 +942,19 @@ def _query_and_apply(svc: Services, order: Order, actor: str, *, payment: Paymen
     payment = payment or order.payment
     assert payment is not None
     try:
-        state = svc.channel_for(payment.channel).query(payment.out_trade_no)
+        state = _trade_channel(svc, order, payment).query(payment.out_trade_no)
     except (ChannelUnavailable, ChannelError, SignatureError) as exc:
         log.info("order %s: query gave no usable answer (%s)", order.order_no, type(exc).__name__)
         return
     apply_trade_state(svc, state, actor=actor, now=now)
+
+
+def _trade_channel(svc: Services, order: Order, payment: Payment) -> PaymentChannel:
+    """The channel that holds a trade. A card trade belongs to the acquirer terminal (the kiosk) that made it."""
+    channel = svc.channel_for(payment.channel)
+    if payment.channel == CHANNEL_CARD:
+        return channel.for_terminal(order.terminal_id)  # type: ignore[attr-defined, no-any-return]
+    return channel
 
 
 def _claim_query(svc: Services, payment: Payment, now: datetime) -> bool:

@@ -3,6 +3,7 @@ the settings. Tests build their own with a different HIS, channel or clock."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 WECHATPAY_KEY_DIR = "wechatpay"
 ALIPAY_KEY_DIR = "alipay"
+UNIONPAY_KEY_FILE = "unionpay/mac.key"  # MAC key shared with the acquirer
+INSURANCE_KEY_FILE = "insurance/app.secret"  # app secret shared with the insurance platform
 
 
 @dataclass
@@ -77,10 +80,26 @@ def alipay_keys(settings: Settings) -> AlipayKeys:
     return ensure_alipay_sandbox_keys(directory) if settings.sandbox_enabled else load_alipay_keys(directory)
 
 
+def shared_secret(settings: Settings, name: str) -> bytes | None:
+    """A key shared with a provider by configuration (the acquirer's MAC key, the insurance app secret).
+    The sandbox gets a random one on first use; in production it must be put in place, or the channel is off."""
+    path = Path(settings.data_dir) / name
+    if not path.exists():
+        if not settings.sandbox_enabled:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(os.urandom(32).hex().encode("ascii"))
+    return bytes.fromhex(path.read_text().strip())
+
+
 def build_services(settings: Settings, *, channel: PaymentChannel | None = None,
                    his: HisAdapter | None = None, channels: dict[str, PaymentChannel] | None = None) -> Services:
     """`channel` replaces WeChat Pay (tests); `channels` adds or replaces other providers."""
     from central.payments.alipay import AlipayChannel
+    from central.payments.insurance import InsuranceChannel
+    from central.payments.unionpay import BankCardChannel
     from central.payments.wechatpay import WeChatPayChannel
 
     data_dir = Path(settings.data_dir)
@@ -97,6 +116,11 @@ def build_services(settings: Settings, *, channel: PaymentChannel | None = None,
     if "alipay" not in channels and (settings.sandbox_enabled or (data_dir / ALIPAY_KEY_DIR).exists()):
         channels["alipay"] = AlipayChannel.from_keys(settings.alipay_url, alipay_keys(settings),
                                                      notify_url=settings.notify_url_for("alipay"))
+    if "unionpay" not in channels and (mac_key := shared_secret(settings, UNIONPAY_KEY_FILE)) is not None:
+        channels["unionpay"] = BankCardChannel(settings.unionpay_url, settings.unionpay_merchant_id, mac_key)
+    if "insurance" not in channels and (secret := shared_secret(settings, INSURANCE_KEY_FILE)) is not None:
+        channels["insurance"] = InsuranceChannel(settings.insurance_url, settings.insurance_hospital_code,
+                                                 settings.insurance_app_id, secret)
     return Services(settings=settings, engine=engine, sessions=sessions, cipher=cipher,
                     his=his or ReferenceHis(sessions, cipher, HOSPITAL), channels={"wechat": channel, **channels},
                     wechatpay_keys=keys)

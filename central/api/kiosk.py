@@ -12,6 +12,8 @@ from central import orders
 from central.api.auth import Svc, Terminal
 from central.api.errors import ApiError
 from central.api.views import age_on, department_view, doctor_view, order_view, slot_view
+from central.payments.channel import ChannelError, ChannelUnavailable
+from central.payments.insurance import CERT_E_VOUCHER, CERT_SOCIAL_SECURITY_CARD
 from central.services import Services
 from drivers.idcard.idnumber import mask_name
 
@@ -36,11 +38,35 @@ class RegistrationRequest(BaseModel):
     idempotency_key: str = Field(min_length=8, max_length=128)
 
 
+class CardRequest(BaseModel):
+    """A bank card as the kiosk read it; the PIN exists only as the PIN pad's encrypted block."""
+
+    pan: str = Field(pattern=r"^\d{12,19}$")
+    expiry: str = Field(pattern=r"^\d{2}(0[1-9]|1[0-2])$", description="YYMM")
+    pin_block: str = Field(pattern=r"^([0-9A-Fa-f]{16}|[0-9A-Fa-f]{32})$")
+    pin_algorithm: Literal["sm4", "3des"] = "sm4"
+    track2: str | None = Field(default=None, max_length=40, pattern=r"^[0-9=D]+$")
+
+    def __repr__(self) -> str:  # a card never reaches a log line whole
+        return f"CardRequest(pan=****{self.pan[-4:]})"
+
+
 class PayRequest(BaseModel):
-    channel: Literal["wechat_native", "alipay_native", "wechat_code", "alipay_code"]
+    channel: Literal["wechat_native", "alipay_native", "wechat_code", "alipay_code", "unionpay_card", "aggregate"]
     # The code on the patient's phone, scanned at the kiosk (for the *_code methods only).
     auth_code: str | None = Field(default=None, pattern=r"^\d{16,24}$")
+    card: CardRequest | None = None  # for unionpay_card only
     idempotency_key: str = Field(min_length=8, max_length=128)
+
+
+class InsuranceRequest(BaseModel):
+    credential: Literal["e_voucher", "social_security_card"]
+    # The e-voucher's scanned code, or the social-security card number read from the card.
+    number: str = Field(min_length=6, max_length=128, pattern=r"^[0-9A-Za-z_\-]+$")
+
+
+def _view(svc: Services, order: Any) -> dict[str, Any]:
+    return order_view(order, svc.settings.tz, aggregate_url=orders.aggregate_url(svc, order.order_no))
 
 
 def _day(svc: Services, day: date | None) -> date:
@@ -103,7 +129,7 @@ def slots(dept: str, doctor: str, svc: Svc, _terminal: Terminal, date: DateQuery
 def create_registration(body: RegistrationRequest, svc: Svc, terminal: Terminal) -> dict[str, Any]:
     order, _created = orders.create_registration_order(svc, terminal, body.patient_id, body.slot_id,
                                                        body.idempotency_key)
-    return order_view(order, svc.settings.tz)
+    return _view(svc, order)
 
 
 @router.get("/registrations/by-key/{idempotency_key}")
@@ -113,27 +139,55 @@ def registration_by_key(idempotency_key: str, svc: Svc, terminal: Terminal) -> d
     order = orders.find_by_key(svc, terminal, idempotency_key)
     if order is None:
         raise ApiError(404, "NOT_FOUND", "未找到该订单", "No order was made with this key")
-    return order_view(order, svc.settings.tz)
+    return _view(svc, order)
 
 
 @router.post("/orders/{order_no}/pay")
 def pay(order_no: str, body: PayRequest, svc: Svc, terminal: Terminal) -> dict[str, Any]:
+    card = None if body.card is None else orders.CardData(body.card.pan, body.card.expiry, body.card.pin_block,
+                                                          body.card.pin_algorithm, body.card.track2)
     order = orders.start_payment(svc, terminal, order_no, body.channel, body.idempotency_key,
-                                 auth_code=body.auth_code)
-    return order_view(order, svc.settings.tz)
+                                 auth_code=body.auth_code, card=card)
+    return _view(svc, order)
 
 
 @router.get("/orders/{order_no}")
 def get_order(order_no: str, svc: Svc, terminal: Terminal) -> dict[str, Any]:
-    return order_view(orders.refresh_order(svc, terminal, order_no), svc.settings.tz)
+    return _view(svc, orders.refresh_order(svc, terminal, order_no))
 
 
 @router.post("/orders/{order_no}/refund")
 def refund(order_no: str, svc: Svc, terminal: Terminal) -> dict[str, Any]:
     """退号退费: give back a registration not yet used; its fee returns along the original trade."""
-    return order_view(orders.request_refund(svc, terminal, order_no), svc.settings.tz)
+    return _view(svc, orders.request_refund(svc, terminal, order_no))
 
 
 @router.post("/orders/{order_no}/cancel")
 def cancel(order_no: str, svc: Svc, terminal: Terminal) -> dict[str, Any]:
-    return order_view(orders.cancel_order(svc, terminal, order_no), svc.settings.tz)
+    return _view(svc, orders.cancel_order(svc, terminal, order_no))
+
+
+@router.post("/orders/{order_no}/insurance")
+def insurance(order_no: str, body: InsuranceRequest, svc: Svc, terminal: Terminal) -> dict[str, Any]:
+    """医保: how this bill splits between the fund, the personal account and the patient. Nothing is charged
+    until the patient pays the self-pay part (or confirms with `pay` when insurance covers it all)."""
+    cert_type = CERT_E_VOUCHER if body.credential == "e_voucher" else CERT_SOCIAL_SECURITY_CARD
+    return _view(svc, orders.presettle_insurance(svc, terminal, order_no, cert_type, body.number))
+
+
+@router.post("/card/sign-on")
+def card_sign_on(svc: Svc, terminal: Terminal) -> dict[str, Any]:
+    """签到: a fresh PIN working key for this kiosk's PIN pad, encrypted under the pad's master key (only the
+    pad can use it), with its check value."""
+    channel = svc.channels.get("unionpay")
+    if channel is None:
+        raise ApiError(409, "CHANNEL_NOT_SUPPORTED", "本院暂未开通银行卡支付", "Bank cards are not accepted here")
+    try:
+        key = channel.sign_on(terminal)  # type: ignore[attr-defined]
+    except ChannelUnavailable:
+        raise ApiError(503, "PAYMENT_CHANNEL_UNAVAILABLE", "银行系统暂时无响应，请稍候",
+                       "The bank is not answering; please wait") from None
+    except ChannelError as exc:
+        raise ApiError(409, "SIGN_ON_REFUSED", "银行卡签到失败，请联系工作人员",
+                       "Bank-card sign-on failed; please call staff", response_code=exc.code) from None
+    return key.to_dict()

@@ -2,6 +2,7 @@
 together with it."""
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,13 +29,26 @@ def age_on(birth: date, today: date) -> int:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
 
-def order_view(order: Order, tz: ZoneInfo) -> dict[str, Any]:
+def order_view(order: Order, tz: ZoneInfo, *, aggregate_url: str | None = None) -> dict[str, Any]:
+    """`aggregate_url` is the order's aggregate code, shown instead of a trade's code while no app has
+    scanned it (only the server knows how to make it)."""
     payment = order.payment
     registered = order.queue_no is not None
+    insurance = order.insurance_payment
+    code_url = payment.code_url if payment is not None else None
+    if order.payment_method == "aggregate" and aggregate_url is not None:
+        code_url = aggregate_url
     return {
         "order_no": order.order_no,
         "status": order.status,
         "amount_fen": order.amount_fen,
+        "self_pay_fen": order.self_pay_fen,
+        "payment_method": order.payment_method,
+        "code_url": code_url,
+        "insurance": None if insurance is None else {
+            "state": insurance.state, "amount_fen": insurance.amount_fen,
+            **{k: v for k, v in json.loads(insurance.detail or "{}").items() if k in ("split", "insutype",
+                                                                                      "name_masked")}},
         "expires_at": order.expires_at.astimezone(tz).isoformat(timespec="seconds"),
         "patient_name_masked": order.patient_name_masked,
         "department": {"code": order.dept_code, "name": order.dept_name, "location": order.dept_location},
@@ -43,7 +57,8 @@ def order_view(order: Order, tz: ZoneInfo) -> dict[str, Any]:
                  "end": order.slot_end},
         "payment": None if payment is None else {
             "channel": payment.channel, "out_trade_no": payment.out_trade_no, "code_url": payment.code_url,
-            "state": payment.state},
+            "state": payment.state, "amount_fen": payment.amount_fen,
+            "card": json.loads(payment.detail or "{}").get("card")},
         "registration": None if not registered else {
             "queue_no": order.queue_no, "visit_code": order.visit_code, "location": order.registration_location,
             "date": order.slot_date.isoformat(), "start": order.slot_start, "end": order.slot_end},

@@ -36,6 +36,7 @@ logged unmasked; PINs never exist here at all (only encrypted blocks from the PI
 """
 from __future__ import annotations
 
+import copy
 import hmac as std_hmac
 import itertools
 import json
@@ -199,6 +200,13 @@ class BankCardChannel(PaymentChannel):
 
     def shutdown(self) -> None:
         self._http.close()
+
+    def for_terminal(self, terminal_id: str) -> BankCardChannel:
+        """This channel speaking as one terminal (sharing the connection pool and trace numbers), for code that
+        calls the generic `PaymentChannel` verbs on a trade that terminal made."""
+        bound = copy.copy(self)
+        bound.default_terminal_id = terminal_id
+        return bound
 
     def __enter__(self) -> BankCardChannel:
         return self
