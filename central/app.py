@@ -1,4 +1,4 @@
-"""The server application: the kiosk API, payment notifications, and (by default) the WeChat Pay sandbox."""
+"""The server application: the kiosk API, payment notifications, and (by default) the payment sandboxes."""
 from __future__ import annotations
 
 import logging
@@ -9,15 +9,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from central import orders
-from central.api import kiosk, notify, outbox
+from central.api import aggregate, kiosk, notify, outbox
 from central.api.errors import install_error_handlers
 from central.config import Settings
-from central.services import Services, alipay_keys, build_services, wechatpay_keys
+from central.services import (INSURANCE_KEY_FILE, UNIONPAY_KEY_FILE, Services, alipay_keys, build_services,
+                              shared_secret, wechatpay_keys)
 
 log = logging.getLogger(__name__)
 
 SANDBOX_PREFIX = "/sandbox/wechatpay"
 ALIPAY_SANDBOX_PREFIX = "/sandbox/alipay"
+UNIONPAY_SANDBOX_PREFIX = "/sandbox/unionpay"
+INSURANCE_SANDBOX_PREFIX = "/sandbox/insurance"
 
 
 class Sweeper:
@@ -71,6 +74,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(kiosk.router)
     app.include_router(notify.router)
     app.include_router(outbox.router)
+    app.include_router(aggregate.router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -83,4 +87,15 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         from central.payments.alipay_sandbox import create_sandbox_app as create_alipay_sandbox
 
         app.mount(ALIPAY_SANDBOX_PREFIX, create_alipay_sandbox(alipay_keys(settings)))
+        from central.payments import insurance_sandbox, unionpay_sandbox
+
+        mac_key = shared_secret(settings, UNIONPAY_KEY_FILE)
+        if mac_key is not None:
+            app.mount(UNIONPAY_SANDBOX_PREFIX, unionpay_sandbox.create_sandbox_app(
+                mac_key, merchant_id=settings.unionpay_merchant_id))
+        app_secret = shared_secret(settings, INSURANCE_KEY_FILE)
+        if app_secret is not None:
+            app.mount(INSURANCE_SANDBOX_PREFIX, insurance_sandbox.create_sandbox_app(
+                app_secret, app_id=settings.insurance_app_id,
+                platform=insurance_sandbox.Platform(settings.insurance_hospital_code)))
     return app

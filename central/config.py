@@ -28,6 +28,12 @@ class Settings:
     timezone: str = "Asia/Shanghai"
     wechat_base_url: str | None = None
     alipay_gateway_url: str | None = None
+    unionpay_base_url: str | None = None  # the acquirer (bank cards)
+    insurance_base_url: str | None = None  # the medical-insurance platform
+    #: Identities the hospital's contracts assign (the defaults are the sandboxes' demo hospital).
+    unionpay_merchant_id: str = "898440379930001"
+    insurance_hospital_code: str = "H44030500001"
+    insurance_app_id: str = "kiosk-demo"
     sandbox_enabled: bool = True
     slot_lock_minutes: int = 10
     #: Seconds between sweeps of orders a kiosk left half-way; 0 turns the sweeper off (tests drive it by hand).
@@ -38,6 +44,15 @@ class Settings:
     threads: int = 40
     #: One log line per request: useful on a quiet day, a measurable share of the work under a surge.
     access_log: bool = True
+    #: How often terminals' fleet agents beat (the server tells them in every answer).
+    fleet_heartbeat_seconds: float = 10.0
+    #: The fleet monitor thread (silent terminals, command expiry); tests that drive it by hand turn it off.
+    fleet_monitor: bool = True
+    #: Minutes of no use after which a console login ends (env KIOSK_CENTRAL_CONSOLE_IDLE_MINUTES).
+    console_idle_minutes: float = 30.0
+    #: The console's session cookie carries Secure: "auto" (when the request came over HTTPS, or the public URL
+    #: is https), "always" (behind a TLS proxy that talks plain HTTP to us), "never" (env ..._CONSOLE_SECURE_COOKIE).
+    console_secure_cookie: str = "auto"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -59,6 +74,14 @@ class Settings:
     @property
     def alipay_url(self) -> str:
         return (self.alipay_gateway_url or f"http://127.0.0.1:{self.port}/sandbox/alipay/gateway.do").rstrip("/")
+
+    @property
+    def unionpay_url(self) -> str:
+        return (self.unionpay_base_url or f"http://127.0.0.1:{self.port}/sandbox/unionpay").rstrip("/")
+
+    @property
+    def insurance_url(self) -> str:
+        return (self.insurance_base_url or f"http://127.0.0.1:{self.port}/sandbox/insurance").rstrip("/")
 
     @property
     def wechat_url(self) -> str:
@@ -85,7 +108,10 @@ class Settings:
             values["data_dir"] = Path(data)
         for name, key in (("DATABASE_URL", "database_url"), ("HOST", "host"), ("PUBLIC_URL", "public_base_url"),
                           ("TIMEZONE", "timezone"), ("WECHAT_URL", "wechat_base_url"),
-                          ("ALIPAY_URL", "alipay_gateway_url")):
+                          ("ALIPAY_URL", "alipay_gateway_url"), ("UNIONPAY_URL", "unionpay_base_url"),
+                          ("INSURANCE_URL", "insurance_base_url"), ("UNIONPAY_MERCHANT_ID", "unionpay_merchant_id"),
+                          ("INSURANCE_HOSPITAL_CODE", "insurance_hospital_code"),
+                          ("INSURANCE_APP_ID", "insurance_app_id")):
             if (value := get(name)) is not None:
                 values[key] = value
         for name, key in (("PORT", "port"), ("SLOT_LOCK_MINUTES", "slot_lock_minutes"), ("THREADS", "threads")):
@@ -95,6 +121,14 @@ class Settings:
             values["sweep_seconds"] = float(value)
         if (value := get("SANDBOX")) is not None:
             values["sandbox_enabled"] = _parse_bool(ENV_PREFIX + "SANDBOX", value)
+        if (value := get("FLEET_HEARTBEAT_SECONDS")) is not None:
+            values["fleet_heartbeat_seconds"] = float(value)
+        if (value := get("CONSOLE_IDLE_MINUTES")) is not None:
+            values["console_idle_minutes"] = float(value)
+        if (value := get("CONSOLE_SECURE_COOKIE")) is not None:
+            if value not in ("auto", "always", "never"):
+                raise ValueError(f"{ENV_PREFIX}CONSOLE_SECURE_COOKIE must be auto, always or never")
+            values["console_secure_cookie"] = value
         if (value := get("ACCESS_LOG")) is not None:
             values["access_log"] = _parse_bool(ENV_PREFIX + "ACCESS_LOG", value)
         settings = cls(**values)
