@@ -41,8 +41,9 @@ class Terminal(Base):
 
 
 class Order(Base):
-    """A registration order. Department, doctor and slot are copied in when the order is made, so the order
-    still reads correctly if the HIS renames a department or the schedule changes afterwards."""
+    """A registration order or an outpatient bill order (``kind``). Department, doctor and slot are copied in
+    when the order is made, so the order still reads correctly if the HIS renames a department or the schedule
+    changes afterwards. For a bill, ``his_lock_id`` holds the bill number and the slot columns the bill's date."""
 
     __tablename__ = "orders"
     __table_args__ = (UniqueConstraint("terminal_id", "idempotency_key"),
@@ -83,6 +84,7 @@ class Order(Base):
     paid_trade_no: Mapped[str | None] = mapped_column(String(32))  # the self-pay trade that counts
 
     payments: Mapped[list[Payment]] = relationship(back_populates="order", lazy="selectin", order_by="Payment.id")
+    items: Mapped[list[OrderItem]] = relationship(lazy="selectin", order_by="OrderItem.id")
 
     @property
     def self_pay_fen(self) -> int:
@@ -134,6 +136,26 @@ class Payment(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     order: Mapped[Order] = relationship(back_populates="payments")
+
+
+class OrderItem(Base):
+    """One item of a bill order, copied from the HIS when the order was made: what was paid for, where the
+    patient goes for it, and whether it was given back (退费 of items not yet dispensed or performed)."""
+
+    __tablename__ = "order_items"
+    __table_args__ = (UniqueConstraint("order_id", "item_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    item_id: Mapped[str] = mapped_column(String(32))  # the HIS's detail serial
+    category: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    insurance_class: Mapped[str] = mapped_column(String(1))
+    amount_fen: Mapped[int] = mapped_column(Integer)
+    place: Mapped[str] = mapped_column(String(200))
+    place_en: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="DUE")  # DUE PAID REFUND_PENDING REFUNDED
+    refund_no: Mapped[str | None] = mapped_column(String(48))  # the refund batch it went back in
 
 
 class OrderEvent(Base):

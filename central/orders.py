@@ -22,8 +22,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from central.his.adapter import RegistrationRefused, Slot, SlotNotFound, SlotTaken
-from central.models import Order, OrderEvent, OrderStatus, Payment, PaymentPart
+from central.his.adapter import BillRefused, RegistrationRefused, Slot, SlotNotFound, SlotTaken
+from central.models import Order, OrderEvent, OrderItem, OrderStatus, Payment, PaymentPart
 from central.payments.channel import ChannelError, ChannelUnavailable, PaymentChannel, SignatureError, TradeState
 from central.payments.insurance import BillItem
 from central.services import Services, provider_of
@@ -32,6 +32,8 @@ from drivers.pcsc.cards import mask_pan
 
 log = logging.getLogger(__name__)
 
+KIND_REGISTRATION = "registration"
+KIND_BILL = "bill"  # an outpatient bill (门诊缴费): items paid together, refundable one by one
 CHANNEL_WECHAT_NATIVE = "wechat_native"
 CHANNEL_ALIPAY_NATIVE = "alipay_native"
 CHANNEL_WECHAT_CODE = "wechat_code"  # the kiosk scans the payment code on the patient's phone
@@ -193,9 +195,10 @@ def _same_request(order: Order, patient_id: str, slot_id: int) -> Order:
     return order
 
 
-def _new_order_no(svc: Services, now: datetime) -> str:
+def _new_order_no(svc: Services, now: datetime, prefix: str = "RG") -> str:
+    """RG for registrations, MZ for outpatient bills (门诊缴费): finance staff read the kind off the number."""
     local = now.astimezone(svc.settings.tz)
-    return f"RG{local:%Y%m%d}{secrets.randbelow(10**10):010d}"
+    return f"{prefix}{local:%Y%m%d}{secrets.randbelow(10**10):010d}"
 
 
 def out_trade_no_for(order_no: str, method: str = CHANNEL_WECHAT_NATIVE, attempt: int = 1) -> str:
@@ -316,7 +319,8 @@ def _add_trade(svc: Services, order: Order, method: str, idempotency_key: str, n
 
 
 def _description(svc: Services, order: Order) -> str:
-    return f"{svc.his.hospital().name}-{order.dept_name}挂号费"[:127]
+    what = "门诊缴费" if order.kind == KIND_BILL else "挂号费"
+    return f"{svc.his.hospital().name}-{order.dept_name}{what}"[:127]
 
 
 def _open_native(svc: Services, order: Order, payment: Payment, actor: str) -> str:
@@ -556,7 +560,10 @@ def presettle_insurance(svc: Services, terminal_id: str, order_no: str, cert_typ
     try:
         insurance: Any = channel  # an InsuranceChannel: identify and presettle are its own verbs
         person = insurance.identify(cert_type, cert_no, f"{serial}-ID{secrets.randbelow(10**6):06d}")
-        items = [BillItem(f"{order_no}-1", "挂号费", "A", order.amount_fen)]
+        if order.kind == KIND_BILL:
+            items = [BillItem(i.item_id, i.name, i.insurance_class, i.amount_fen) for i in order.items]
+        else:
+            items = [BillItem(f"{order_no}-1", "挂号费", "A", order.amount_fen)]
         pre = insurance.presettle(f"{serial}-PS{secrets.randbelow(10**6):06d}", person.psn_no, order_no, items)
     except ValueError:
         raise Conflict("INSURANCE_CREDENTIAL_INVALID", "医保凭证无效，请重新出示",
@@ -643,6 +650,9 @@ def request_refund(svc: Services, terminal_id: str, order_no: str, *, now: datet
     refund leaves an order the sweeper finishes, never a cancelled registration whose money was kept."""
     now = now or svc.now()
     order = get_order(svc, order_no, terminal_id)
+    if order.kind == KIND_BILL:
+        from central.bill_orders import refund_items
+        return refund_items(svc, terminal_id, order_no, [i.item_id for i in order.items], now=now)
     if order.status in (OrderStatus.CANCEL_PENDING, OrderStatus.REFUND_PENDING, OrderStatus.REFUNDED):
         return advance(svc, order_no, actor=f"terminal:{terminal_id}", now=now)  # asked again: carry on
     if order.status != OrderStatus.FULFILLED:
@@ -683,6 +693,9 @@ def _fulfil(svc: Services, order: Order, actor: str, now: datetime) -> None:
         payment_ref = insurance.transaction_id or insurance.out_trade_no
     else:
         payment_ref = order.order_no
+    if order.kind == KIND_BILL:
+        _fulfil_bill(svc, order, payment_ref, actor, now)
+        return
     try:
         registration = svc.his.confirm_registration(order.his_lock_id, payment_ref)
     except RegistrationRefused as exc:
@@ -700,6 +713,26 @@ def _fulfil(svc: Services, order: Order, actor: str, now: datetime) -> None:
                        f"queue {registration.queue_no}", queue_no=registration.queue_no,
                        visit_code=registration.visit_code, registration_location=registration.location):
             log.info("order %s fulfilled, queue number %s", order.order_no, registration.queue_no)
+
+
+def _fulfil_bill(svc: Services, order: Order, payment_ref: str, actor: str, now: datetime) -> None:
+    try:
+        svc.his.pay_bill(order.his_lock_id, payment_ref)
+    except BillRefused as exc:
+        with svc.sessions() as session, session.begin():
+            _transition(session, order, [OrderStatus.PAID], OrderStatus.REFUND_PENDING, actor, "HIS_REFUSED", now,
+                        str(exc))
+        log.warning("order %s: the HIS refused the bill payment; refunding", order.order_no)
+        return
+    except Exception:
+        log.exception("order %s: recording the bill payment failed; will retry", order.order_no)
+        return
+    with svc.sessions() as session, session.begin():
+        if _transition(session, order, [OrderStatus.PAID], OrderStatus.FULFILLED, actor, "FULFILLED", now,
+                       f"bill {order.his_lock_id}"):
+            session.execute(update(OrderItem).where(OrderItem.order_id == order.id, OrderItem.status == "DUE")
+                            .values(status="PAID"))
+            log.info("order %s fulfilled: bill %s paid", order.order_no, order.his_lock_id)
 
 
 def _cancel_in_his(svc: Services, order: Order, actor: str, now: datetime) -> None:
@@ -722,7 +755,10 @@ def _cancel_in_his(svc: Services, order: Order, actor: str, now: datetime) -> No
 def _refund(svc: Services, order: Order, actor: str, now: datetime) -> None:
     """Give every part back along its own route — the self-pay trade to the patient's wallet or card, the
     insurance part to the fund and personal account — and only then call the order refunded."""
-    reason = "患者退号，原路退回" if order.queue_no is not None else "号源已失效，挂号未成功，原路退回"
+    if order.kind == KIND_BILL:
+        reason = "缴费单已失效，缴费未成功，原路退回"
+    else:
+        reason = "患者退号，原路退回" if order.queue_no is not None else "号源已失效，挂号未成功，原路退回"
     done = True
     payment = order.payment if order.paid_trade_no else None
     if payment is not None:
@@ -837,7 +873,7 @@ def close_order(svc: Services, order: Order, *, actor: str, event: str, now: dat
     _reverse_insurance(svc, get_order(svc, order.order_no), actor)
     with svc.sessions() as session, session.begin():
         closed = _transition(session, order, [OrderStatus.AWAITING_PAYMENT], OrderStatus.CLOSED, actor, event, now)
-    if closed:
+    if closed and order.kind == KIND_REGISTRATION:
         svc.his.release_lock(order.his_lock_id)
     return get_order(svc, order.order_no)
 
@@ -904,8 +940,14 @@ def sweep(svc: Services, *, now: datetime | None = None) -> SweepReport:
             Payment.channel.in_(ATTENDED_METHODS), Payment.state.in_(["NOTPAY", "USERPAYING", "REVERSING"]),
             Payment.created_at <= now - CODE_PAY_DEADLINE)).unique())
         reversing = list(session.scalars(select(Payment).where(Payment.state == "REVERSING")))
+        item_refunds = list(session.scalars(select(Order.order_no).join(OrderItem, OrderItem.order_id == Order.id)
+                                            .where(OrderItem.status == "REFUND_PENDING").distinct()))
     for payment in reversing:
         _settle_unknown_card(svc, get_order(svc, _order_no_of(svc, payment)), payment, "system:sweeper")
+    if item_refunds:
+        from central.bill_orders import finish_item_refunds
+        for order_no in item_refunds:
+            finish_item_refunds(svc, order_no, actor="system:sweeper", now=now)
     for order in stale:
         try:
             if order.status == OrderStatus.AWAITING_PAYMENT:

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from central import orders
+from central import bill_orders, orders
 from central.api.auth import Svc, Terminal
 from central.api.errors import ApiError
-from central.api.views import age_on, department_view, doctor_view, order_view, slot_view
+from central.api.views import age_on, bill_view, department_view, doctor_view, order_view, slot_view
 from central.payments.channel import ChannelError, ChannelUnavailable
 from central.payments.insurance import CERT_E_VOUCHER, CERT_SOCIAL_SECURITY_CARD
 from central.services import Services
@@ -57,6 +57,16 @@ class PayRequest(BaseModel):
     auth_code: str | None = Field(default=None, pattern=r"^\d{16,24}$")
     card: CardRequest | None = None  # for unionpay_card only
     idempotency_key: str = Field(min_length=8, max_length=128)
+
+
+class BillOrderRequest(BaseModel):
+    patient_id: str = Field(min_length=1, max_length=32)
+    bill_no: str = Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_\-]+$")
+    idempotency_key: str = Field(min_length=8, max_length=128)
+
+
+class RefundItemsRequest(BaseModel):
+    item_ids: list[str] = Field(min_length=1, max_length=100)
 
 
 class InsuranceRequest(BaseModel):
@@ -191,3 +201,25 @@ def card_sign_on(svc: Svc, terminal: Terminal) -> dict[str, Any]:
         raise ApiError(409, "SIGN_ON_REFUSED", "银行卡签到失败，请联系工作人员",
                        "Bank-card sign-on failed; please call staff", response_code=exc.code) from None
     return key.to_dict()
+
+
+@router.get("/patients/{patient_id}/bills")
+def bills(patient_id: str, svc: Svc, _terminal: Terminal) -> dict[str, Any]:
+    """门诊缴费: the patient's unpaid bills with their items."""
+    if svc.his.get_patient(patient_id) is None:
+        raise ApiError(404, "PATIENT_NOT_FOUND", "未找到您的就诊档案", "No patient file found")
+    return {"bills": [bill_view(b, svc.settings.tz) for b in svc.his.list_bills(patient_id)]}
+
+
+@router.post("/bills", status_code=201)
+def create_bill_order(body: BillOrderRequest, svc: Svc, terminal: Terminal) -> dict[str, Any]:
+    order, _created = bill_orders.create_bill_order(svc, terminal, body.patient_id, body.bill_no,
+                                                    body.idempotency_key)
+    return _view(svc, order)
+
+
+@router.post("/orders/{order_no}/refund-items")
+def refund_items(order_no: str, body: RefundItemsRequest, svc: Svc, terminal: Terminal) -> dict[str, Any]:
+    """退费: items not yet dispensed or performed go back along the original routes (insurance part too);
+    executed items are refused with REFUND_AT_COUNTER naming them."""
+    return _view(svc, bill_orders.refund_items(svc, terminal, order_no, body.item_ids))

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from central.his.adapter import Department, Doctor, Slot
+from central.his.adapter import Bill, Department, Doctor, Slot
 from central.models import Order
 
 
@@ -42,6 +42,7 @@ def order_view(order: Order, tz: ZoneInfo, *, aggregate_url: str | None = None) 
         "order_no": order.order_no,
         "status": order.status,
         "amount_fen": order.amount_fen,
+        "kind": order.kind,
         "self_pay_fen": order.self_pay_fen,
         "payment_method": order.payment_method,
         "code_url": code_url,
@@ -59,7 +60,21 @@ def order_view(order: Order, tz: ZoneInfo, *, aggregate_url: str | None = None) 
             "channel": payment.channel, "out_trade_no": payment.out_trade_no, "code_url": payment.code_url,
             "state": payment.state, "amount_fen": payment.amount_fen,
             "card": json.loads(payment.detail or "{}").get("card")},
+        "items": [{"item_id": i.item_id, "name": i.name, "category": i.category, "amount_fen": i.amount_fen,
+                   "insurance_class": i.insurance_class, "place": i.place, "place_en": i.place_en,
+                   "status": i.status} for i in order.items],
         "registration": None if not registered else {
             "queue_no": order.queue_no, "visit_code": order.visit_code, "location": order.registration_location,
             "date": order.slot_date.isoformat(), "start": order.slot_start, "end": order.slot_end},
     }
+
+
+def bill_view(bill: Bill, tz: ZoneInfo) -> dict[str, Any]:
+    return {"bill_no": bill.bill_no, "status": bill.status, "total_fen": bill.total_fen,
+            "issued_at": bill.issued_at.astimezone(tz).isoformat(timespec="minutes"),
+            "department": {"code": bill.dept_code, "name": bill.dept_name},
+            "doctor": {"code": bill.doctor_code, "name": bill.doctor_name},
+            "items": [{"item_id": i.item_id, "category": i.category, "name": i.name, "spec": i.spec,
+                       "quantity": i.quantity, "unit": i.unit, "amount_fen": i.amount_fen,
+                       "insurance_class": i.insurance_class, "place": i.place, "place_en": i.place_en,
+                       "status": i.status} for i in bill.items]}

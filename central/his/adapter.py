@@ -23,6 +23,18 @@ class SlotNotFound(HisError):
     pass
 
 
+class BillRefused(HisError):
+    """The HIS will not take payment for this bill (paid at the counter meanwhile, cancelled by the doctor)."""
+
+
+class ItemsExecuted(HisError):
+    """Items already dispensed or performed cannot be refunded by the kiosk: the counter handles them."""
+
+    def __init__(self, item_ids: list[str], message: str = "items already executed"):
+        super().__init__(message)
+        self.item_ids = item_ids
+
+
 class RegistrationRefused(HisError):
     """The HIS will not confirm: the lock expired and its place went to someone else, or the lock is unknown.
     A paid order that gets this answer must be refunded."""
@@ -90,6 +102,40 @@ class Registration:
     end: str
 
 
+@dataclass(frozen=True)
+class BillLine:
+    """One item of an outpatient bill (费用明细). ``insurance_class`` is the catalogue class (A 甲 / B 乙 / C 丙);
+    ``place`` is where the patient goes for it (pharmacy window, lab, imaging room)."""
+
+    item_id: str
+    category: str
+    name: str
+    spec: str
+    quantity: int
+    unit: str
+    amount_fen: int
+    insurance_class: str
+    place: str
+    place_en: str
+    status: str  # "PENDING" | "PAID" | "EXECUTED" | "REFUNDED"
+
+
+@dataclass(frozen=True)
+class Bill:
+    """An outpatient bill (门诊处方/检查单) waiting for payment, or paid."""
+
+    bill_no: str
+    patient_id: str
+    dept_code: str
+    dept_name: str
+    doctor_code: str
+    doctor_name: str
+    issued_at: datetime
+    status: str  # "PENDING" | "PAID"
+    total_fen: int
+    items: tuple[BillLine, ...]
+
+
 class HisAdapter(ABC):
     """What the platform needs from a HIS for same-day registration."""
 
@@ -140,3 +186,23 @@ class HisAdapter(ABC):
     def confirm_registration(self, lock_id: str, payment_ref: str) -> Registration:
         """Turn a lock into a registration. Idempotent for the same lock. A lock that expired is still honoured
         while its place is free; raises RegistrationRefused once the place is gone."""
+
+    # --- outpatient bills (门诊缴费) -------------------------------------------------------------------------
+
+    @abstractmethod
+    def list_bills(self, patient_id: str, *, unpaid_only: bool = True) -> list[Bill]:
+        """The patient's bills, newest first."""
+
+    @abstractmethod
+    def get_bill(self, bill_no: str) -> Bill | None: ...
+
+    @abstractmethod
+    def pay_bill(self, bill_no: str, payment_ref: str) -> Bill:
+        """Record a bill as paid so its items can be dispensed or performed. Idempotent for the same
+        ``payment_ref``; raises BillRefused if the bill is no longer payable (paid elsewhere, withdrawn)."""
+
+    @abstractmethod
+    def refund_bill_items(self, bill_no: str, item_ids: list[str], refund_ref: str) -> None:
+        """Withdraw paid items not yet executed (the pharmacy will not dispense them). Idempotent on
+        ``refund_ref``; raises ItemsExecuted naming the items that were dispensed or performed (none is
+        withdrawn then)."""

@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.crypto import FieldCipher
 from central.db import utcnow
-from central.his.adapter import (Department, Doctor, HisAdapter, Hospital, Patient, Registration,
-                                 RegistrationRefused, Slot, SlotNotFound, SlotTaken)
-from central.his.tables import (HisDepartment, HisDoctor, HisDoctorDepartment, HisPatient, HisRegistration, HisSlot,
-                                HisSlotLock)
+from central.his.adapter import (Bill, BillLine, BillRefused, Department, Doctor, HisAdapter, Hospital,
+                                 ItemsExecuted, Patient, Registration, RegistrationRefused, Slot, SlotNotFound,
+                                 SlotTaken)
+from central.his.tables import (HisBill, HisBillItem, HisDepartment, HisDoctor, HisDoctorDepartment, HisPatient,
+                                HisRegistration, HisSlot, HisSlotLock)
 
 ID_INDEX_PURPOSE = "his_patients.id_number"
 
@@ -187,6 +188,82 @@ class ReferenceHis(HisAdapter):
             session.add(registration)
             session.flush()
             return _registration(registration, slot)
+
+
+    # --- outpatient bills ------------------------------------------------------------------------------------
+
+    def list_bills(self, patient_id: str, *, unpaid_only: bool = True) -> list[Bill]:
+        with self._sessions() as session:
+            query = select(HisBill).where(HisBill.patient_id == patient_id)
+            if unpaid_only:
+                query = query.where(HisBill.status == "PENDING")
+            rows = list(session.scalars(query.order_by(HisBill.issued_at.desc(), HisBill.bill_no)))
+            return [_bill(session, row) for row in rows]
+
+    def get_bill(self, bill_no: str) -> Bill | None:
+        with self._sessions() as session:
+            row = session.get(HisBill, bill_no)
+            return None if row is None else _bill(session, row)
+
+    def pay_bill(self, bill_no: str, payment_ref: str) -> Bill:
+        with self._sessions() as session, session.begin():
+            row = session.get(HisBill, bill_no)
+            if row is None:
+                raise BillRefused(f"unknown bill {bill_no}")
+            if row.status == "PAID" and row.payment_ref == payment_ref:
+                return _bill(session, row)
+            if row.status != "PENDING":
+                raise BillRefused(f"bill {bill_no} is {row.status.lower()}")
+            row.status, row.payment_ref, row.paid_at = "PAID", payment_ref, utcnow()
+            session.execute(update(HisBillItem).where(HisBillItem.bill_no == bill_no,
+                                                      HisBillItem.status == "PENDING").values(status="PAID"))
+            session.flush()
+            return _bill(session, row)
+
+    def refund_bill_items(self, bill_no: str, item_ids: list[str], refund_ref: str) -> None:
+        with self._sessions() as session, session.begin():
+            rows = list(session.scalars(select(HisBillItem).where(
+                HisBillItem.bill_no == bill_no, HisBillItem.id.in_([int(i) for i in item_ids if i.isdigit()]))))
+            if len(rows) != len(set(item_ids)):
+                raise BillRefused(f"bill {bill_no} has no such items")
+            executed = [str(r.id) for r in rows if r.status == "EXECUTED"
+                        or (r.status == "REFUNDED" and r.refund_ref != refund_ref)]
+            if executed:
+                raise ItemsExecuted(executed)
+            for row in rows:
+                if row.status == "PAID":
+                    row.status, row.refund_ref = "REFUNDED", refund_ref
+                elif row.status != "REFUNDED":
+                    raise BillRefused(f"item {row.id} is {row.status.lower()}")
+
+    def execute_item(self, item_id: str) -> None:
+        """The pharmacy dispensed it or the lab took the sample (the reference HIS's departments, for demos
+        and tests): from now on only the counter can refund it."""
+        with self._sessions() as session, session.begin():
+            session.execute(update(HisBillItem).where(HisBillItem.id == int(item_id), HisBillItem.status == "PAID")
+                            .values(status="EXECUTED"))
+
+
+#: Where the patient goes for each kind of item, and the catalogue class of items the demo catalogue lists
+#: as 乙类 (B) or 丙类 (C); everything else is 甲类 (A). A real HIS sends both with the bill.
+PLACES = {"西药费": "门诊西药房 1–4 号窗口", "中成药费": "门诊中药房 5 号窗口", "化验费": "检验科（门诊楼二楼）",
+          "检查费": "医学影像科（医技楼一楼）", "治疗费": "门诊治疗室（门诊楼一楼）"}
+PLACES_EN = {"西药费": "Western pharmacy, windows 1–4", "中成药费": "Chinese-medicine pharmacy, window 5",
+             "化验费": "Laboratory, outpatient building 2F", "检查费": "Imaging, medical-technology building 1F",
+             "治疗费": "Treatment room, outpatient building 1F"}
+INSURANCE_CLASS = {"奥美拉唑肠溶胶囊": "B", "连花清瘟胶囊": "B", "硝苯地平控释片": "B"}
+
+
+def _bill(session: Session, row: HisBill) -> Bill:
+    dept = session.get(HisDepartment, row.dept_code)
+    doctor = session.get(HisDoctor, row.doctor_code)
+    items = session.scalars(select(HisBillItem).where(HisBillItem.bill_no == row.bill_no).order_by(HisBillItem.id))
+    return Bill(row.bill_no, row.patient_id, row.dept_code, dept.name if dept else row.dept_code, row.doctor_code,
+                doctor.name if doctor else row.doctor_code, row.issued_at, row.status, row.total_fen,
+                tuple(BillLine(str(i.id), i.category, i.name, i.spec, i.quantity, i.unit, i.amount_fen,
+                               INSURANCE_CLASS.get(i.name, "A"), PLACES.get(i.category, "门诊收费处"),
+                               PLACES_EN.get(i.category, "Outpatient cashier"), i.status)
+                      for i in items))
 
 
 def expire_locks(session: Session, now: datetime, *, slot_id: int | None = None) -> int:

@@ -152,6 +152,8 @@ class HisBill(Base):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(16), default="PENDING")
     total_fen: Mapped[int] = mapped_column(Integer)
+    payment_ref: Mapped[str | None] = mapped_column(String(64))
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class HisBillItem(Base):
@@ -166,6 +168,8 @@ class HisBillItem(Base):
     unit: Mapped[str] = mapped_column(String(16))
     unit_price_fen: Mapped[int] = mapped_column(Integer)
     amount_fen: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")  # PENDING PAID EXECUTED REFUNDED
+    refund_ref: Mapped[str | None] = mapped_column(String(64))
 
 
 class HisLabReport(Base):
