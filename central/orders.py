@@ -235,7 +235,11 @@ def start_payment(svc: Services, terminal_id: str, order_no: str, channel: str, 
     if channel not in PAY_METHODS or not _method_available(svc, channel):
         raise Conflict("CHANNEL_NOT_SUPPORTED", "暂不支持该支付方式", "This payment method is not supported")
     chosen = order.payment_method or (order.payment.channel if order.payment else None)
-    if chosen is not None and chosen != channel:
+    if chosen is not None and chosen != channel and order.status == OrderStatus.AWAITING_PAYMENT:
+        order = _switch_method(svc, order, chosen, channel, actor, now)
+        if order.status != OrderStatus.AWAITING_PAYMENT:
+            return order  # the first method's payment arrived meanwhile: honoured
+    elif chosen is not None and chosen != channel:
         raise Conflict("CHANNEL_MISMATCH", "该订单已选择其他支付方式，请取消后重新下单",
                        "This order is being paid another way; cancel it and start again")
     if order.status in (OrderStatus.CLOSED, OrderStatus.REFUND_PENDING, OrderStatus.REFUNDED):
@@ -254,8 +258,10 @@ def start_payment(svc: Services, terminal_id: str, order_no: str, channel: str, 
         return get_order(svc, order_no, terminal_id)
     if order.payment is not None and channel not in ATTENDED_METHODS and order.payment.code_url:
         return order  # the same QR code again
-    if channel in CODE_METHODS and order.payment is not None and order.status == OrderStatus.AWAITING_PAYMENT:
-        _query_and_apply(svc, order, actor, now=now)  # one code charge per order; its state decides
+    earlier_code = [p for p in order.self_payments if p.channel == channel]
+    if channel in CODE_METHODS and earlier_code and order.status == OrderStatus.AWAITING_PAYMENT:
+        # One code charge per order and method; its state decides.
+        _query_and_apply(svc, order, actor, payment=earlier_code[-1], now=now)
         return get_order(svc, order_no, terminal_id)
     if channel == CHANNEL_AGGREGATE and order.payment_method == CHANNEL_AGGREGATE:
         return order
@@ -294,6 +300,29 @@ def start_payment(svc: Services, terminal_id: str, order_no: str, channel: str, 
         return _charge_card(svc, terminal_id, get_order(svc, order_no), payment, card, now)
     _open_native(svc, order, payment, actor)
     return get_order(svc, order_no, terminal_id)
+
+
+def _switch_method(svc: Services, order: Order, chosen: str, method: str, actor: str, now: datetime) -> Order:
+    """The patient pays another way than first chosen (shows a payment code instead of scanning the QR, say).
+    Every trade the first way opened is closed at its channel first — a paid one settles the order instead —
+    so the order can never be paid twice. A method is not taken up again once left: its closed trade stays."""
+    if any(p.channel == method for p in order.self_payments) or (
+            method == CHANNEL_AGGREGATE and any(p.idempotency_key.startswith("aggregate:") for p in order.self_payments)):
+        raise Conflict("CHANNEL_MISMATCH", "该支付方式已取消，请取消订单后重新下单",
+                       "That payment method was left; cancel the order and start again")
+    for payment in order.self_payments:
+        if payment.state not in ("CLOSED", "PAYERROR"):
+            _close_trade(svc, order, payment, actor, now)
+            if get_order(svc, order.order_no).status != OrderStatus.AWAITING_PAYMENT:
+                return get_order(svc, order.order_no)
+    with svc.sessions() as session, session.begin():
+        switched = session.execute(update(Order).where(
+            Order.id == order.id, Order.status == OrderStatus.AWAITING_PAYMENT,
+            or_(Order.payment_method == chosen, Order.payment_method.is_(None)))
+                                   .values(payment_method=method, updated_at=now))
+        if switched.rowcount == 1:
+            _event(session, order.id, actor, "METHOD_CHANGED", order.status, order.status, f"{chosen} -> {method}")
+    return get_order(svc, order.order_no)
 
 
 def _method_available(svc: Services, method: str) -> bool:

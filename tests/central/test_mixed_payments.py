@@ -279,13 +279,42 @@ def test_aggregate_code_opens_the_trade_of_the_app_that_scanned_it(live: LiveCen
     assert [p.channel for p in paid_trades] == ["alipay_native"]
 
 
-@pytest.mark.parametrize("first", ["wechat_native", "aggregate"])
-def test_one_order_one_method(live: LiveCentral, first: str) -> None:
+def test_switching_from_the_qr_to_a_payment_code_closes_the_qr_trade_first(live: LiveCentral) -> None:
     kiosk = provision(live.svc, "KIOSK-001")
     order = new_order(live, kiosk)
-    assert pay(live, kiosk, order["order_no"], first).status_code == 200
-    other = "aggregate" if first == "wechat_native" else "alipay_native"
-    refused = pay(live, kiosk, order["order_no"], other)
+    qr = pay(live, kiosk, order["order_no"], "wechat_native").json()["payment"]
+    code = f"13{uuid.uuid4().int % 10**16:016d}"
+    by_code = pay(live, kiosk, order["order_no"], "wechat_code", auth_code=code)
+    assert by_code.status_code == 200, by_code.text
+    assert by_code.json()["status"] == "FULFILLED" and by_code.json()["payment_method"] == "wechat_code"
+    assert live.sandbox_trade(qr["out_trade_no"])["trade_state"] == "CLOSED"
+    assert live.pay_as_phone(qr["code_url"]).status_code != 200  # the QR on a photo can no longer be paid
+    back = pay(live, kiosk, order["order_no"], "wechat_native")
+    assert back.status_code == 409  # paid: no other way to pay it now
+    assert order_status(live, kiosk, order["order_no"]) == "FULFILLED"
+    events = [e.event for e in orders.order_events(live.svc, order["order_no"])]
+    assert events.count("METHOD_CHANGED") == 1 and events.count("PAID") == 1
+
+
+def test_a_qr_paid_before_the_switch_is_honoured_and_the_code_is_not_charged(live: LiveCentral) -> None:
+    kiosk = provision(live.svc, "KIOSK-001")
+    order = new_order(live, kiosk)
+    qr = pay(live, kiosk, order["order_no"], "aggregate").json()
+    wechat = scan(qr["code_url"], WECHAT_UA).headers["location"]
+    httpx.post(f"{live.url}/sandbox/wechatpay/simulate/notifications", json={"mode": "hold"}, timeout=15)
+    assert live.pay_as_phone(wechat).status_code == 200  # paid, and the server has not heard yet
+    code = pay(live, kiosk, order["order_no"], "alipay_code", auth_code=f"28{uuid.uuid4().int % 10**16:016d}")
+    assert code.status_code == 200 and code.json()["status"] == "FULFILLED"
+    assert code.json()["payment"]["channel"] == "wechat_native"
+    assert [p.channel for p in orders.get_order(live.svc, order["order_no"]).self_payments] == ["wechat_native"]
+
+
+def test_a_method_left_is_not_taken_up_again(live: LiveCentral) -> None:
+    kiosk = provision(live.svc, "KIOSK-001")
+    order = new_order(live, kiosk)
+    assert pay(live, kiosk, order["order_no"], "wechat_native").status_code == 200
+    assert pay(live, kiosk, order["order_no"], "alipay_native").status_code == 200
+    refused = pay(live, kiosk, order["order_no"], "wechat_native")
     assert refused.status_code == 409 and refused.json()["code"] == "CHANNEL_MISMATCH"
 
 
