@@ -11,7 +11,10 @@ from fastapi import FastAPI
 from central import orders
 from central.api import aggregate, kiosk, notify, outbox
 from central.api.errors import install_error_handlers
+from central.api.fleet import install_fleet
+from central.console.app import install_console
 from central.config import Settings
+from central.fleet.monitor import start_fleet_monitor
 from central.services import (INSURANCE_KEY_FILE, UNIONPAY_KEY_FILE, Services, alipay_keys, build_services,
                               shared_secret, wechatpay_keys)
 
@@ -58,9 +61,12 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         sweeper = Sweeper(svc, settings.sweep_seconds) if settings.sweep_seconds > 0 else None
         if sweeper:
             sweeper.start()
+        fleet_monitor = start_fleet_monitor(svc)
         try:
             yield
         finally:
+            if fleet_monitor:
+                fleet_monitor.stop()
             if sweeper:
                 sweeper.stop()
             if services is None:
@@ -75,6 +81,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(notify.router)
     app.include_router(outbox.router)
     app.include_router(aggregate.router)
+    install_fleet(app, svc)
+    install_console(app)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

@@ -3,6 +3,9 @@
     kiosk-central init [--data-dir DIR] [--database-url URL]
     kiosk-central serve [--host H] [--port P] [--data-dir DIR] [--database-url URL] [--public-url URL]
     kiosk-central provision-terminal --id KIOSK-001 [--name N] [--location L] --out FILE [--server-url URL]
+    kiosk-central demo-fleet [--terminals 100] [--duration S] [--fault-rate 0.05] [--fault SIM-0037=paper_out]
+    kiosk-central add-staff --username U --role admin|it|readonly   (see central/staff/cli.py)
+    kiosk-central reconcile --date YYYY-MM-DD [--provider wechat|alipay] [--out DIR] [--resolve]
 
 Without a subcommand it serves. Every option has an environment variable (KIOSK_CENTRAL_DATA, ..._PORT, ...).
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from central.config import Settings
+from central.staff.cli import COMMANDS as STAFF_COMMANDS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +55,25 @@ def _parser() -> argparse.ArgumentParser:
     provision.add_argument("--out", required=True, type=Path, help="credentials file to write (mode 0600)")
     provision.add_argument("--server-url", help="server URL written into the file (default this server's "
                                                 "public URL)")
+    reconcile = sub.add_parser("reconcile", parents=[common],
+                               help="reconcile the channels' daily statements against our records (对账); "
+                                    "exit 0 matched, 1 differences, 2 a statement unavailable, 3 bad input")
+    reconcile.add_argument("--date", dest="bill_date", help="the day to reconcile, YYYY-MM-DD (hospital time)")
+    reconcile.add_argument("--provider", choices=("wechat", "alipay"), help="one channel only (default: all)")
+    reconcile.add_argument("--out", dest="out_dir", type=Path,
+                           help="directory for <date>.json and <date>.csv (default <data-dir>/reconciliation)")
+    reconcile.add_argument("--resolve", action="store_true",
+                           help="first ask the channel about its trades we never recorded (lost notifications) "
+                                "and apply the answers; nothing else is changed")
+    from central.staff.cli import add_parsers as add_staff_parsers
+
+    add_staff_parsers(sub, common)
+    demo = sub.add_parser("demo-fleet", parents=[common, net], help="serve, with simulated fleet agents beating")
+    demo.add_argument("--terminals", type=int, default=100, help="how many simulated terminals (default 100)")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
+    demo.add_argument("--fault-rate", type=float, default=0.05, help="share of terminals given a random fault")
+    demo.add_argument("--fault", action="append", default=[], help="TERMINAL=FAULT, e.g. SIM-0037=paper_out "
+                                                                    "(repeatable)")
     return parser
 
 
@@ -102,6 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     if command == "init":
         print(summary.line())
         return 0
+    if command in STAFF_COMMANDS:
+        from central.staff.cli import run as run_staff_command
+
+        return run_staff_command(command, args, settings)
+    if command == "demo-fleet":
+        from central.fleet.demo import run as run_demo_fleet
+
+        return run_demo_fleet(settings, terminals=args.terminals, duration=args.duration,
+                              fault_rate=args.fault_rate, faults=args.fault)
     if command == "provision-terminal":
         from central.db import make_engine, make_sessionmaker
         from central.terminals import provision_terminal
@@ -116,6 +148,16 @@ def main(argv: list[str] | None = None) -> int:
                                        "server_url": args.server_url or settings.base_url})
         print(f"terminal {args.terminal_id} provisioned; credentials written to {args.out}")
         return 0
+    if command == "reconcile":
+        from central.reconciliation import run_command
+        from central.services import build_services
+
+        svc = build_services(settings)
+        try:
+            return run_command(svc, args.bill_date, provider=args.provider, out_dir=args.out_dir,
+                               resolve_lost=args.resolve)
+        finally:
+            svc.close()
 
     import uvicorn
 

@@ -1,1 +1,1 @@
-"""Per-terminal fleet agent (not built yet; see README.md)."""
+"""Per-terminal fleet agent: heartbeat, device and system health, remote commands, watchdog of the kiosk app."""

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   cups cups-bsd printer-driver-cups-pdf libcups2-dev poppler-utils   # report printer: CUPS, a PDF queue, pycups
   libusb-1.0-0                                    # USB HID scanners through pyusb
   fonts-wqy-zenhei                                # CJK glyphs for the screens and the receipt rendering
+  chromium                                        # the IT console's browser test (Playwright drives it; no browser download)
   libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
   libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libxkbcommon-x11-0 xvfb

@@ -21,6 +21,7 @@ from drivers.health import Health
 from drivers.idcard.reader import IdCardPoller
 from drivers.scanner.classify import Scan
 from drivers.scanner.poller import ScannerPoller
+from kiosk_app.agent_link import link_kiosk
 from kiosk_app.backend_client import HttpBackend
 from offline_queue.delivery import Deliverer, UrllibTransport
 from offline_queue.outbox import Outbox
@@ -123,12 +124,16 @@ class Kiosk:
         self.runner.post("card_read", card=card)
 
     def _on_scan(self, scan: Scan) -> None:
-        """On the scanner's thread. No service reads codes yet; diagnostics show what a scan was taken for."""
+        """On the scanner's thread. The visit decides whether its screen takes this kind of code (a payment
+        code on the payment screen); diagnostics show what a scan was taken for."""
         if self.diagnostics.active:
             if self.diagnostics.waiting_for == "scanner":
                 self.diagnostics.scanned(f"{scan.kind.value}: {scan.message_zh} / {scan.message_en}")
             return
-        log.info("scan of kind %s ignored: no service on this screen takes a code", scan.kind.value)
+        if scan.recognised:
+            self.runner.post("code_scanned", kind=scan.kind.value, code=scan.value)
+        else:
+            log.info("unrecognised scan ignored")
 
     def _on_view(self, view: View) -> None:
         if view.screen.startswith("diag"):
@@ -160,6 +165,7 @@ class Kiosk:
         threading.Thread(target=recover, args=(self.journal, self.backend), name="recovery", daemon=True).start()
         self.runner.start()
         self.deliverer.start()
+        self.agent_link = link_kiosk(self)  # the fleet agent's watchdog and beats (fleet_agent/)
         for worker in self.workers.values():
             worker.start()
         self.poller.start()
@@ -172,6 +178,8 @@ class Kiosk:
                 self.window.show()
 
     def stop(self) -> None:
+        if getattr(self, "agent_link", None) is not None:
+            self.agent_link.stop()
         self.poller.stop()
         if self.scanner_poller:
             self.scanner_poller.stop()

@@ -74,9 +74,11 @@ class HttpBackend:
                 return None
             raise
 
-    def pay(self, order_no: str, channel: str, idempotency_key: str) -> Json:
-        return self._call("POST", f"/orders/{order_no}/pay",
-                          json={"channel": channel, "idempotency_key": idempotency_key})
+    def pay(self, order_no: str, channel: str, idempotency_key: str, auth_code: str | None = None) -> Json:
+        body = {"channel": channel, "idempotency_key": idempotency_key}
+        if auth_code:
+            body["auth_code"] = auth_code
+        return self._call("POST", f"/orders/{order_no}/pay", json=body)
 
     def order(self, order_no: str) -> Json:
         return self._call("GET", f"/orders/{order_no}")

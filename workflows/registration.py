@@ -1,4 +1,4 @@
-"""Same-day registration (K1 by ID card, K4, K6 by WeChat Pay QR, K8 receipt) as a journaled state machine.
+"""Same-day registration (K1 by ID card, K4, K6 by QR or payment code, K8 receipt) as a journaled state machine.
 
 The machine is driven from one thread (see workflows.runner): patient intents, device events and clock ticks
 arrive as triggers; entering a state runs that state's side effect (ask the server, print) and fires the
@@ -40,8 +40,11 @@ WORKFLOW = "same_day_registration"
 BEFORE_PAYMENT = ["reading_card", "identifying", "choosing_department", "choosing_doctor",
                   "choosing_slot", "confirming", "creating_order"]
 
-STATES = ["home", *BEFORE_PAYMENT, "awaiting_payment", "cancelling", "fulfilling", "printing",
+STATES = ["home", *BEFORE_PAYMENT, "awaiting_payment", "paying_by_code", "cancelling", "fulfilling", "printing",
           "done", "failed"]
+
+#: The payment method a scanned code pays with (drivers.scanner.classify kinds).
+CODE_METHODS = {"wechat_pay": "wechat_code", "alipay": "alipay_code"}
 
 TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "start", "source": "home", "dest": "reading_card", "conditions": "_devices_usable"},
@@ -65,7 +68,11 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "cancel", "source": "awaiting_payment", "dest": "cancelling"},
     {"trigger": "timeout", "source": "awaiting_payment", "dest": "cancelling"},
     {"trigger": "closed", "source": "cancelling", "dest": "home"},
-    {"trigger": "paid", "source": ["awaiting_payment", "cancelling"], "dest": "fulfilling"},
+    # The patient shows a payment code instead of scanning the QR: charged once, its outcome from the server.
+    {"trigger": "code_scanned", "source": "awaiting_payment", "dest": "paying_by_code", "prepare": "_new_code_key",
+     "conditions": "_payment_code"},
+    {"trigger": "code_answered", "source": "paying_by_code", "dest": "awaiting_payment"},
+    {"trigger": "paid", "source": ["awaiting_payment", "paying_by_code", "cancelling"], "dest": "fulfilling"},
     {"trigger": "fulfilled", "source": "fulfilling", "dest": "printing"},
     {"trigger": "printed", "source": "printing", "dest": "done"},
     {"trigger": "fail", "source": [s for s in STATES if s not in ("home", "failed")], "dest": "failed"},
@@ -82,6 +89,7 @@ BUSY_TEXT = {
     "identifying": ("正在查询您的就诊信息…", "Looking up your patient record…"),
     "creating_order": ("正在为您锁定号源…", "Reserving your time slot…"),
     "cancelling": ("正在取消订单…", "Cancelling the order…"),
+    "paying_by_code": ("正在扣款，请稍候…", "Charging your payment code…"),
     "fulfilling": ("支付成功，正在为您办理挂号…", "Paid. Completing your registration…"),
     "printing": ("正在打印挂号凭条…", "Printing your registration slip…"),
 }
@@ -123,6 +131,7 @@ class Visit:
     slot: dict[str, Any] | None = None
     order_key: str = ""
     pay_key: str = ""
+    code_key: str = ""  # the payment-code charge, new for every code shown
     order: dict[str, Any] | None = None
     notice: tuple[str, str] = ("", "")
     paid_at: float | None = None
@@ -137,6 +146,7 @@ class Visit:
             "slot_id": (self.slot or {}).get("slot_id"),
             "order_key": self.order_key or None,
             "pay_key": self.pay_key or None,
+            "code_key": self.code_key or None,
             "order_no": (self.order or {}).get("order_no"),
             "order_status": (self.order or {}).get("status"),
         }
@@ -278,6 +288,12 @@ class SameDayRegistration:
                   "pick_slot": self.visit.slot}[name]
         return chosen is not None
 
+    def _payment_code(self, event: EventData) -> bool:
+        return event.kwargs.get("kind") in CODE_METHODS and bool(event.kwargs.get("code"))
+
+    def _new_code_key(self, event: EventData) -> None:
+        self.visit.code_key = uuid.uuid4().hex
+
     def _new_keys(self, event: EventData) -> None:
         self.visit.order_key = uuid.uuid4().hex
         self.visit.pay_key = uuid.uuid4().hex
@@ -354,6 +370,10 @@ class SameDayRegistration:
 
     def _enter_awaiting_payment(self, event: EventData) -> None:
         v = self.visit
+        if event.event.name == "code_answered":  # back from a code charge: the QR is on screen already
+            self._last_poll = self.clock()
+            return
+        v.notice = ("", "")
         try:
             v.order = self._retrying(lambda: self.backend.pay(v.order["order_no"], "wechat_native", v.pay_key))
         except BackendError as exc:
@@ -361,6 +381,33 @@ class SameDayRegistration:
         except BackendUnavailable:
             self._fail_offline()  # no QR was shown, so no one can have paid
         self._last_poll = self.clock()
+
+    def _enter_paying_by_code(self, event: EventData) -> None:
+        """Charge the code the patient showed. The server closes the QR's trade first, so the order cannot be
+        paid twice; an answer that never came is asked again with the same key (it queries, never recharges)."""
+        v = self.visit
+        method = CODE_METHODS[event.kwargs["kind"]]
+        code = event.kwargs["code"]  # money: never journaled, logged or kept on the visit
+        try:
+            v.order = self._retrying(lambda: self.backend.pay(v.order["order_no"], method, v.code_key,
+                                                              auth_code=code))
+        except BackendError as exc:
+            v.notice = (exc.message, exc.message_en)
+            self._go("code_answered")
+            return
+        except BackendUnavailable:
+            v.notice = ("网络不稳定，正在确认付款结果，请勿重复付款", "Confirming the payment; please do not pay again")
+            self._go("code_answered")
+            return
+        status = v.order.get("status")
+        if status in ("PAID", "FULFILLED"):
+            self._go("paid")
+            return
+        if (v.order.get("payment") or {}).get("state") == "USERPAYING":
+            v.notice = ("请在手机上确认付款", "Please confirm the payment on your phone")
+        else:
+            v.notice = ("付款未成功，请重试或扫码支付", "The payment did not go through; try again or scan the QR")
+        self._go("code_answered")
 
     def _enter_cancelling(self, event: EventData) -> None:
         self._close_order()
@@ -494,7 +541,7 @@ class SameDayRegistration:
             return View("confirm", {"department": v.department, "doctor": v.doctor, "slot": v.slot,
                                     "date": self.now().date().isoformat()}, can_back=True, **base)
         if state == "awaiting_payment":
-            return View("payment", {"order": v.order}, **base)
+            return View("payment", {"order": v.order}, message=msg, message_en=msg_en, **base)
         if state == "done":
             return View("done", {"order": v.order, "print_failed": v.print_failed}, **base)
         return View("error", {}, message=msg, message_en=msg_en, **base)

@@ -6,7 +6,9 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 import central.his.tables  # noqa: F401  (registers the his_ tables on the metadata)
+import central.fleet.models  # noqa: F401
 import central.models  # noqa: F401
+import central.staff.models  # noqa: F401
 from central.db import Base
 
 config = context.config

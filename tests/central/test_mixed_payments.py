@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
 
 from central import orders
 from central.his.seed import DEMO_PATIENT_ID

@@ -16,6 +16,8 @@ from drivers.idcard.idnumber import check_digit
 from central.his.tables import (HisBill, HisBillItem, HisDepartment, HisDoctor, HisDoctorDepartment, HisLabReport,
                                 HisLabResult, HisPatient, HisScheduleDay, HisSlot)
 from central.services import Services
+import central.fleet.models  # noqa: F401  (the fleet tables, so compare_metadata sees them)
+import central.staff.models  # noqa: F401  (the staff tables, likewise)
 
 
 def test_migrations_create_the_schema_from_an_empty_database(tmp_path: Path) -> None:

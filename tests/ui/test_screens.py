@@ -37,6 +37,8 @@ VIEWS = [
     View("confirm", {"department": DEPTS[0], "doctor": DOCTORS[0], "slot": SLOTS[0], "date": "2026-11-23"},
          patient=PATIENT, can_cancel=True, can_back=True),
     View("payment", {"order": ORDER}, patient=PATIENT, can_cancel=True, deadline=time.monotonic() + 170),
+    View("payment", {"order": ORDER}, message="请在手机上确认付款", message_en="Please confirm the payment on your phone",
+         patient=PATIENT, can_cancel=True, deadline=time.monotonic() + 120),
     View("done", {"order": ORDER, "print_failed": True}, patient=PATIENT),
     View("error", message="网络连接中断，请稍后再试或到人工窗口办理", message_en="The network is unavailable."),
     View("home", {"services": {"start": {
@@ -92,9 +94,9 @@ def test_full_departments_are_not_clickable(window):
 
 
 def test_cancel_hidden_once_paid(window):
-    window.render(VIEWS[8])
+    window.render(next(v for v in VIEWS if v.screen == "done"))
     assert not window.cancel_btn.isVisible()
-    window.render(VIEWS[7])
+    window.render(next(v for v in VIEWS if v.screen == "payment"))
     assert window.cancel_btn.isVisible() and "取消支付" in window.cancel_btn.text()
 
 

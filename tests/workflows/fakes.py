@@ -25,6 +25,7 @@ class FakeBackend:
                       102: {"slot_id": 102, "start": "14:30", "end": "15:00", "capacity": 2, "booked": 0}}
         self.orders: dict[str, dict[str, Any]] = {}
         self.keys: dict[str, str] = {}
+        self.code_outcomes: dict[str, str] = {}  # payment code -> "SUCCESS" | "USERPAYING" | "REFUSED"
         self._seq = itertools.count(1)
 
     def _call(self, name: str, *args: Any) -> None:
@@ -84,11 +85,21 @@ class FakeBackend:
         no = self.keys.get(idempotency_key)
         return dict(self.orders[no]) if no else None
 
-    def pay(self, order_no, channel, idempotency_key):
+    def pay(self, order_no, channel, idempotency_key, auth_code=None):
         self._call("pay", order_no, channel, idempotency_key)
         order = self.orders[order_no]
-        order["payment"] = {"channel": channel, "out_trade_no": order_no + "P",
-                            "code_url": f"weixin://wxpay/bizpayurl?pr={order_no}", "state": "NOTPAY"}
+        if auth_code is None:
+            order["payment"] = {"channel": channel, "out_trade_no": order_no + "P",
+                                "code_url": f"weixin://wxpay/bizpayurl?pr={order_no}", "state": "NOTPAY"}
+            return dict(order)
+        # A payment code: what the channel answers is set per code by the test (default: paid at once).
+        outcome = self.code_outcomes.get(auth_code, "SUCCESS")
+        if outcome == "REFUSED":
+            raise BackendError("PAYMENT_REFUSED", "付款未成功，请取消后重新下单或到人工窗口办理", "Refused")
+        order["payment"] = {"channel": channel, "out_trade_no": order_no + "C", "code_url": None,
+                            "state": outcome}
+        if outcome == "SUCCESS":
+            self.phone_pays(order_no)
         return dict(order)
 
     def order(self, order_no):

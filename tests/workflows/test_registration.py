@@ -294,3 +294,63 @@ def test_a_lost_answer_is_asked_again_with_the_same_key(env):
     backend.create_registration = flaky_create
     wf.handle("confirm")
     assert wf.state == "awaiting_payment" and len(backend.orders) == 1
+
+
+# --- a payment code shown instead of scanning the QR ---------------------------------------------------------
+
+WECHAT_CODE = "134567890123456789"
+
+
+def test_a_payment_code_shown_on_the_payment_screen_pays_the_order(env):
+    wf, backend, printer, views, journal, clock = env
+    walk_to_payment(wf, backend)
+    assert wf.state == "awaiting_payment"
+    wf.handle("code_scanned", kind="wechat_pay", code=WECHAT_CODE)
+    assert wf.state == "done" and len(printer.documents) == 1
+    pays = [args for name, args, _ in backend.calls if name == "pay"]
+    assert [a[1] for a in pays] == ["wechat_native", "wechat_code"]
+    assert pays[0][2] != pays[1][2]  # the code charge has its own idempotency key
+    journaled = json.dumps([e for e in journal.entries()], default=str)
+    assert WECHAT_CODE not in journaled and pays[1][2] in journaled  # the key is kept, the code never
+
+
+def test_a_code_waiting_for_the_phone_shows_what_to_do_and_the_poll_finishes_it(env):
+    wf, backend, printer, views, journal, clock = env
+    walk_to_payment(wf, backend)
+    backend.code_outcomes[WECHAT_CODE] = "USERPAYING"
+    wf.handle("code_scanned", kind="wechat_pay", code=WECHAT_CODE)
+    assert wf.state == "awaiting_payment"
+    assert views[-1].screen == "payment" and "手机上确认" in views[-1].message
+    backend.phone_pays(wf.visit.order["order_no"])
+    clock.t += 2
+    wf.tick()
+    assert wf.state == "done"
+
+
+def test_a_refused_code_leaves_the_qr_and_says_why(env):
+    wf, backend, printer, views, journal, clock = env
+    walk_to_payment(wf, backend)
+    backend.code_outcomes[WECHAT_CODE] = "REFUSED"
+    wf.handle("code_scanned", kind="wechat_pay", code=WECHAT_CODE)
+    assert wf.state == "awaiting_payment" and "付款未成功" in views[-1].message
+    assert views[-1].data["order"]["payment"] is not None
+
+
+def test_codes_that_are_not_payment_codes_or_come_too_early_are_ignored(env):
+    wf, backend, printer, views, journal, clock = env
+    wf.handle("start")
+    wf.handle("code_scanned", kind="wechat_pay", code=WECHAT_CODE)
+    assert wf.state == "reading_card"
+    walk_to_payment_from_card(wf)
+    wf.handle("code_scanned", kind="insurance_voucher", code="ecXk3v9Q2mWJ7TzL0pRb5NfY8uHsAe1D")
+    wf.handle("code_scanned", kind="unknown", code="")
+    assert wf.state == "awaiting_payment"
+    assert not [args for name, args, _ in backend.calls if name == "pay" and args[1] != "wechat_native"]
+
+
+def walk_to_payment_from_card(wf):
+    wf.handle("card_read", card=FakeCard())
+    wf.handle("pick_department", code="NK")
+    wf.handle("pick_doctor", code="D01")
+    wf.handle("pick_slot", slot_id=101)
+    wf.handle("confirm")

@@ -1,4 +1,5 @@
-"""Payment: the WeChat Pay QR, the amount, and time left. The kiosk polls; the patient only scans."""
+"""Payment: the WeChat Pay QR (or a payment code under the scanner), the amount, and time left. The kiosk
+polls; the patient only scans or shows a code."""
 from __future__ import annotations
 
 import time
@@ -49,7 +50,8 @@ class QrWidget(QWidget):
 class PaymentScreen(Screen):
     def __init__(self, send: Send):
         super().__init__(send)
-        self.body.addWidget(title_block("请使用微信扫码支付", "Scan the code with WeChat to pay"))
+        self.body.addWidget(title_block("请使用微信扫码支付，或出示付款码",
+                                        "Scan the code with WeChat, or show your payment code"))
         row = QHBoxLayout()
         row.setSpacing(60)
         qr_card = QFrame()
@@ -74,6 +76,10 @@ class PaymentScreen(Screen):
         info.addSpacing(20)
         self.countdown = label("", 34, True, theme.WARN)
         info.addWidget(self.countdown)
+        self.notice = label("", 30, True, theme.WARN, wrap=True)
+        info.addWidget(self.notice)
+        info.addWidget(label("也可打开微信或支付宝付款码，对准下方扫描口。\n"
+                             "Or hold a WeChat / Alipay payment code under the scanner below.", 26, wrap=True))
         info.addWidget(label("支付成功后将自动办理并打印凭条，请勿离开。\n"
                              "After paying, please wait here for your slip.", 26, color=theme.MUTED, wrap=True))
         info.addStretch(1)
@@ -96,6 +102,8 @@ class PaymentScreen(Screen):
         self.what.setText(f"{dept.get('name', '')}  {doctor.get('name', '')}  "
                           f"{slot.get('start', '')}-{slot.get('end', '')}")
         self.order_no.setText(f"订单号 Order  {order.get('order_no', '')}")
+        self.notice.setText(f"{view.message}\n{view.message_en}" if view.message else "")
+        self.notice.setVisible(bool(view.message))
         self.deadline = view.deadline
         self._tick()
 

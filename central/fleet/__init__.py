@@ -1,0 +1,1 @@
+"""Fleet operations: terminal heartbeats and health, alerts, remote commands, metrics (requirement F)."""
