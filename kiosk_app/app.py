@@ -11,6 +11,7 @@ import logging
 import threading
 from datetime import datetime
 from functools import partial
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 from PySide6.QtCore import QEvent, QObject, QTimer
@@ -34,7 +35,9 @@ from ui.window import KioskWindow, ViewBridge
 from workflows.backend import BackendError, BackendUnavailable
 from workflows.journal import Journal
 from workflows.recovery import recover
+from workflows.hub import ServiceHub
 from workflows.registration import SameDayRegistration, Timeouts
+from workflows.services import catalogue
 from workflows.runner import WorkflowRunner
 from workflows.view import View
 
@@ -76,9 +79,13 @@ class Kiosk:
         if timeouts is None:
             timeouts = Timeouts(choosing=config.idle_seconds)
         now = partial(datetime.now, ZoneInfo(config.timezone))
-        self.workflow = SameDayRegistration(self.backend, self.printer, self.journal, self.bridge.publish,
-                                            terminal_id, timeouts, now=now, outbox=self.outbox)
-        self.runner = WorkflowRunner(self.workflow)
+        def registration(publish: Callable[[View], None]) -> SameDayRegistration:
+            return SameDayRegistration(self.backend, self.printer, self.journal, publish, terminal_id, timeouts,
+                                       now=now, outbox=self.outbox)
+
+        self.hub = ServiceHub(catalogue({"registration": registration}), self.bridge.publish)
+        self.workflow = self.hub.services["registration"]  # the service the end-to-end tests drive
+        self.runner = WorkflowRunner(self.hub)
         self.log_tail = LogTail()
         logging.getLogger().addHandler(self.log_tail)
         self.diagnostics = Diagnostics(self.bridge.publish, self.workers, self.health,

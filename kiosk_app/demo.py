@@ -97,7 +97,7 @@ def run_demo(out: Path, keep_work: bool = False) -> int:
 
         print("the receipt printer runs out of paper; a technician comes ...")
         sims.printer.paper_out = True
-        wait_until(app, lambda: not kiosk.window.screens["home"].tiles["start"].isEnabled(),
+        wait_until(app, lambda: not kiosk.window.screens["home"].tiles["registration"].isEnabled(),
                    config.device_poll_seconds + 5, "same-day registration to switch off")
         shot("home")
         kiosk.send("diag_open")  # what five taps on the header send
@@ -109,7 +109,7 @@ def run_demo(out: Path, keep_work: bool = False) -> int:
         shot("diag")
         sims.printer.paper_out = False
         kiosk.send("diag_exit")
-        wait_until(app, lambda: kiosk.window.screens["home"].tiles["start"].isEnabled(),
+        wait_until(app, lambda: kiosk.window.screens["home"].tiles["registration"].isEnabled(),
                    config.device_poll_seconds + 5, "same-day registration to come back")
         summary = {"order_no": order["order_no"], "status": order["status"],
                    "queue_no": order["registration"]["queue_no"], "visit_code": visit_code,

@@ -146,14 +146,14 @@ def test_printer_out_of_paper_switches_registration_off_and_refill_switches_it_o
     wait_until(qapp, lambda: k.health.get("receipt_printer") is not None, 10, "the first printer check")
     sims.printer.paper_out = True
     poll = k.config.device_poll_seconds
-    wait_until(qapp, lambda: not k.window.screens["home"].tiles["start"].isEnabled(), poll + 2,
+    wait_until(qapp, lambda: not k.window.screens["home"].tiles["registration"].isEnabled(), poll + 2,
                "the service to switch off within one poll")
     assert k.health["receipt_printer"].reason == "paper_out"
-    assert "凭条打印机" in k.window.view.data["services"]["start"]["reason"]
+    assert "凭条打印机" in next(t for t in k.window.view.data["services"] if t["id"] == "registration")["reason"]
     with pytest.raises(ScriptError):
         click_tile(k.window, "当日挂号")
     sims.printer.paper_out = False
-    wait_until(qapp, lambda: k.window.screens["home"].tiles["start"].isEnabled(), poll + 2,
+    wait_until(qapp, lambda: k.window.screens["home"].tiles["registration"].isEnabled(), poll + 2,
                "the service to come back within one poll")
     click_tile(k.window, "当日挂号")
     wait_for_screen(qapp, k.window, "insert_card")
@@ -165,6 +165,6 @@ def test_id_card_reader_unplugged_switches_registration_off(central, kiosk, qapp
     wait_until(qapp, lambda: k.health.get("id_card") is not None and k.health["id_card"].usable, 10,
                "the first reader poll")
     sims.id_card.stop()  # reader powered off: the SAM stops answering
-    wait_until(qapp, lambda: not k.window.screens["home"].tiles["start"].isEnabled(), 10,
+    wait_until(qapp, lambda: not k.window.screens["home"].tiles["registration"].isEnabled(), 10,
                "the service to switch off")
-    assert "身份证读卡器" in k.window.view.data["services"]["start"]["reason"]
+    assert "身份证读卡器" in next(t for t in k.window.view.data["services"] if t["id"] == "registration")["reason"]

@@ -27,6 +27,12 @@ DEVICES = [{"role": r, "name": "社保卡/银行卡读卡器", "name_en": "PC/SC
             "detail": "纸张用完 / the printer is out of paper"}
            for r, st in zip(["id_card", "pcsc", "scanner", "camera", "receipt_printer", "report_printer", "pinpad"],
                             ["ok", "ok", "fault", "ok", "degraded", "fault", "ok"])]
+def home_tile(service_id: str, name: str, *, built: bool = True, available: bool = True, reason: str = "",
+              reason_en: str = "") -> dict:
+    return {"id": service_id, "name": name, "name_en": "Service", "built": built, "available": available,
+            "reason": reason, "reason_en": reason_en}
+
+
 VIEWS = [
     View("home"), View("insert_card", can_cancel=True),
     View("busy", {"text": "正在查询您的就诊信息…", "text_en": "Looking up"}, patient=PATIENT),
@@ -41,9 +47,13 @@ VIEWS = [
          patient=PATIENT, can_cancel=True, deadline=time.monotonic() + 120),
     View("done", {"order": ORDER, "print_failed": True}, patient=PATIENT),
     View("error", message="网络连接中断，请稍后再试或到人工窗口办理", message_en="The network is unavailable."),
-    View("home", {"services": {"start": {
-        "available": False, "reason": "身份证读卡器、凭条打印机暂时故障，请到其他自助机或人工窗口办理",
-        "reason_en": "Out of order: ID-card reader, receipt printer. Please use another kiosk or a counter."}}}),
+    View("home", {"services": [home_tile("registration", "当日挂号", available=False,
+                                         reason="身份证读卡器、凭条打印机暂时故障，请到其他自助机或人工窗口办理",
+                                         reason_en="Out of order: ID-card reader, receipt printer. "
+                                                   "Please use another kiosk or a counter."),
+                               home_tile("appointment", "预约挂号", built=False)]}),
+    View("home", {"services": [home_tile("registration", "当日挂号"), home_tile("appointment", "预约挂号", built=False)],
+                  "maintenance": {"reason": "设备维护中", "reason_en": "Under maintenance"}}),
     View("diag_pin", {"length": 6}, message="密码错误", message_en="Wrong PIN"),
     View("diag", {"devices": DEVICES, "result": {"role": "id_card", "lines": ["读卡成功 / card read", "x" * 200]},
                   "log": ["09:41 I drivers.device: receipt_printer: degraded paper_low"] * 40}),
@@ -83,7 +93,7 @@ def test_tiles_send_intents(window, qtbot):
     assert window.sent[-1] == ("pick_department", {"code": "D1"})
     window.render(VIEWS[0])
     click_tile(window, "当日挂号")
-    assert window.sent[-1] == ("start", {})
+    assert window.sent[-1] == ("open_service", {"service": "registration"})
 
 
 def test_full_departments_are_not_clickable(window):
@@ -108,7 +118,17 @@ def test_home_switches_a_service_off_with_the_reason_and_back_on(window, qtbot):
         click_tile(window, "当日挂号")
     texts = " ".join(lbl.text() for lbl in window.findChildren(QLabel) if lbl.isVisible())
     assert "暂停服务" in texts and "凭条打印机暂时故障" in texts and "Out of order" in texts
-    window.render(View("home", {"services": {"start": {"available": True, "reason": "", "reason_en": ""}}}))
+    window.render(View("home", {"services": [home_tile("registration", "当日挂号")]}))
     qtbot.wait(10)
     click_tile(window, "当日挂号")
-    assert window.sent[-1] == ("start", {})
+    assert window.sent[-1] == ("open_service", {"service": "registration"})
+
+
+def test_maintenance_switches_every_service_off_and_says_where_to_go(window, qtbot):
+    from kiosk_app.scripted import ScriptError, click_tile
+    window.render(next(v for v in VIEWS if v.data.get("maintenance")))
+    qtbot.wait(10)
+    with pytest.raises(ScriptError):
+        click_tile(window, "当日挂号")
+    texts = " ".join(lbl.text() for lbl in window.findChildren(QLabel) if lbl.isVisible())
+    assert "暂停服务" in texts and "设备维护中" in texts and "其他自助机" in texts
