@@ -722,46 +722,33 @@ def _fulfil(svc: Services, order: Order, actor: str, now: datetime) -> None:
         payment_ref = insurance.transaction_id or insurance.out_trade_no
     else:
         payment_ref = order.order_no
-    if order.kind == KIND_BILL:
-        _fulfil_bill(svc, order, payment_ref, actor, now)
-        return
+    bill = order.kind == KIND_BILL
     try:
-        registration = svc.his.confirm_registration(order.his_lock_id, payment_ref)
-    except RegistrationRefused as exc:
+        if bill:
+            svc.his.pay_bill(order.his_lock_id, payment_ref)
+        else:
+            registration = svc.his.confirm_registration(order.his_lock_id, payment_ref)
+    except (RegistrationRefused, BillRefused) as exc:
         with svc.sessions() as session, session.begin():
             _transition(session, order, [OrderStatus.PAID], OrderStatus.REFUND_PENDING, actor, "HIS_REFUSED", now,
                         str(exc))
-        log.warning("order %s: the HIS refused the registration; refunding", order.order_no)
+        log.warning("order %s: the HIS refused it (%s); refunding", order.order_no, exc)
         return
     except Exception:
         # The HIS is down or broke: the order stays PAID and the sweeper or the next poll tries again.
-        log.exception("order %s: confirming the registration failed; will retry", order.order_no)
+        log.exception("order %s: the HIS did not confirm; will retry", order.order_no)
         return
     with svc.sessions() as session, session.begin():
-        if _transition(session, order, [OrderStatus.PAID], OrderStatus.FULFILLED, actor, "FULFILLED", now,
-                       f"queue {registration.queue_no}", queue_no=registration.queue_no,
-                       visit_code=registration.visit_code, registration_location=registration.location):
+        if bill:
+            if _transition(session, order, [OrderStatus.PAID], OrderStatus.FULFILLED, actor, "FULFILLED", now,
+                           f"bill {order.his_lock_id}"):
+                session.execute(update(OrderItem).where(OrderItem.order_id == order.id, OrderItem.status == "DUE")
+                                .values(status="PAID"))
+                log.info("order %s fulfilled: bill %s paid", order.order_no, order.his_lock_id)
+        elif _transition(session, order, [OrderStatus.PAID], OrderStatus.FULFILLED, actor, "FULFILLED", now,
+                         f"queue {registration.queue_no}", queue_no=registration.queue_no,
+                         visit_code=registration.visit_code, registration_location=registration.location):
             log.info("order %s fulfilled, queue number %s", order.order_no, registration.queue_no)
-
-
-def _fulfil_bill(svc: Services, order: Order, payment_ref: str, actor: str, now: datetime) -> None:
-    try:
-        svc.his.pay_bill(order.his_lock_id, payment_ref)
-    except BillRefused as exc:
-        with svc.sessions() as session, session.begin():
-            _transition(session, order, [OrderStatus.PAID], OrderStatus.REFUND_PENDING, actor, "HIS_REFUSED", now,
-                        str(exc))
-        log.warning("order %s: the HIS refused the bill payment; refunding", order.order_no)
-        return
-    except Exception:
-        log.exception("order %s: recording the bill payment failed; will retry", order.order_no)
-        return
-    with svc.sessions() as session, session.begin():
-        if _transition(session, order, [OrderStatus.PAID], OrderStatus.FULFILLED, actor, "FULFILLED", now,
-                       f"bill {order.his_lock_id}"):
-            session.execute(update(OrderItem).where(OrderItem.order_id == order.id, OrderItem.status == "DUE")
-                            .values(status="PAID"))
-            log.info("order %s fulfilled: bill %s paid", order.order_no, order.his_lock_id)
 
 
 def _cancel_in_his(svc: Services, order: Order, actor: str, now: datetime) -> None:
