@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -90,3 +91,43 @@ def authenticate(sessions: sessionmaker[Session], terminal_id: str, secret: str)
     stored = _stored_hash(sessions, terminal_id)
     # Compare even for an unknown terminal so timing does not reveal which ids exist.
     return hmac.compare_digest(stored or "0" * 64, _hash(secret)) and stored is not None
+
+
+def secret_hash(secret: str) -> str:
+    """What ``cached_verdict`` and ``verify_hashes`` compare: the SHA-256 of the secret as stored."""
+    return _hash(secret)
+
+
+def cached_verdict(sessions: sessionmaker[Session], terminal_id: str, hashed_secret: str) -> bool | None:
+    """True or False when the terminal's stored hash is in the cache and fresh, None when only the database can
+    tell. Never touches the database, so an event-loop handler can call it (the heartbeat route does, and lets
+    the fleet's writer thread settle the rest with ``verify_hashes``, one query per batch)."""
+    with _auth_cache_lock:
+        cached = _auth_cache.get(sessions, {}).get(terminal_id)
+    if cached is None or time.monotonic() - cached[1] >= AUTH_CACHE_SECONDS:
+        return None
+    return hmac.compare_digest(cached[0], hashed_secret)
+
+
+def verify_hashes(sessions: sessionmaker[Session], session: Session,
+                  claims: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The claims (terminal id, SHA-256 of the secret it sent) that match an active terminal's stored hash, read
+    in one query on ``session`` (the caller's open transaction). The hashes read are cached as ``authenticate``
+    caches them, so the same trust window applies."""
+    claims = set(claims)
+    if not claims:
+        return set()
+    ids = {terminal_id for terminal_id, _ in claims}
+    now = time.monotonic()
+    table = Terminal.__table__  # Core, not the ORM: this runs once per batch of heartbeats
+    stored = dict(session.execute(select(table.c.terminal_id, table.c.secret_sha256).where(
+        table.c.terminal_id.in_(sorted(ids)), table.c.active.is_(True))).all())
+    with _auth_cache_lock:
+        per_db = _auth_cache.setdefault(sessions, {})
+        for terminal_id in ids:
+            if terminal_id in stored:
+                per_db[terminal_id] = (stored[terminal_id], now)
+            else:
+                per_db.pop(terminal_id, None)
+    return {(terminal_id, hashed) for terminal_id, hashed in claims
+            if terminal_id in stored and hmac.compare_digest(stored[terminal_id], hashed)}

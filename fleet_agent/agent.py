@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -69,7 +70,9 @@ class Agent:
         self._sent_devices: dict[str, Any] | None = None
         self._sent_facts: dict[str, Any] | None = None
         self._known_commands: set[int] = set()
-        self._commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        # Commands from the server, and the agent's own follow-ups (callables), one at a time on one thread.
+        self._commands: queue.Queue[dict[str, Any] | Callable[[], None] | None] = queue.Queue()
+        self._reasserting = False
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._beat_loop, name="agent-beat", daemon=True),
                          threading.Thread(target=self._command_loop, name="agent-commands", daemon=True)]
@@ -98,6 +101,7 @@ class Agent:
             started = time.monotonic()
             try:
                 self.beat_once()
+                self.keep_maintenance()
             except Exception:
                 log.exception("heartbeat failed")
             self._stop.wait(max(0.1, self.interval - (time.monotonic() - started)))
@@ -189,9 +193,31 @@ class Agent:
             if command is None:
                 return
             try:
-                self.run_command(command)
+                if callable(command):
+                    command()
+                else:
+                    self.run_command(command)
             except Exception:
-                log.exception("command %s failed", command.get("id"))
+                log.exception("command %s failed", "follow-up" if callable(command) else command.get("id"))
+
+    def keep_maintenance(self) -> None:
+        """A restarted app comes up serving patients; if IT put the terminal in maintenance, tell the new app
+        again. Queued behind the commands, so a ``maintenance_off`` already on its way wins."""
+        state = self.link.state
+        if not self.executors.maintenance or self._reasserting or state is None or state.maintenance \
+                or (self.link.seconds_since_beat() or 0) > 3 * 2.0:
+            return
+        self._reasserting = True
+
+        def reassert() -> None:
+            try:
+                if self.executors.maintenance:
+                    done = self.executors.run("maintenance_on", {})
+                    log.info("maintenance told again to the kiosk app: %s", done.result)
+            finally:
+                self._reasserting = False
+
+        self._commands.put(reassert)
 
     def run_command(self, command: dict[str, Any]) -> None:
         command_id, kind = command["id"], str(command.get("kind", ""))

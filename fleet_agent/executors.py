@@ -95,10 +95,20 @@ class Executors:
         return self._ask("maintenance", {"on": False})
 
     def _reload_config(self, args: dict[str, Any]) -> Done:
-        done = self._ask("reload_config")
-        if done.ok or self.watchdog is None:
+        """The app reloads in place and says what still needs a restart; its answer is the outcome (IT decides
+        on ``restart_app``). Only an app too old to know the request is restarted instead, since it reads its
+        configuration when it starts, and never while a patient is paying."""
+        try:
+            reply = self.link.request("reload_config", {})
+        except TimeoutError as exc:
+            return Done(False, str(exc))
+        done = Done(bool(reply.get("ok")), str(reply.get("result", ""))[:2000])
+        if done.ok or not reply.get("unsupported") or self.watchdog is None:
             return done
-        # An app that cannot reload in place reads its configuration when it starts.
+        state = self.link.state
+        if state is not None and state.payment_in_progress:
+            return Done(False, "the kiosk app can only reload by restarting, and a payment is in progress; "
+                               "try again when it is idle")
         restarted = self._restart_app(args)
         return Done(restarted.ok, f"reloaded by restarting the app ({restarted.result})")
 

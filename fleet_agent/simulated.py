@@ -101,13 +101,15 @@ class SimulatedFleet:
     """Runs ``terminals`` against ``server_url`` until ``stop()`` or ``duration`` seconds have passed."""
 
     def __init__(self, server_url: str, terminals: list[SimTerminal], *, interval: float = 10.0,
-                 fault_rate: float = 0.0, timeout: float = 10.0, max_connections: int = 200):
+                 fault_rate: float = 0.0, timeout: float = 10.0, max_connections: int = 200,
+                 beat_connections: int = 64):
         self.url = server_url.rstrip("/") + "/api/v1/fleet"
         self.terminals = terminals
         self.interval = interval
         self.fault_rate = fault_rate
         self.timeout = timeout
         self.max_connections = max_connections
+        self.beat_connections = beat_connections  # keep-alive connections the beats share (a real fleet: one each)
         self.stats = Stats()
         self._stopping = False
 
@@ -117,7 +119,7 @@ class SimulatedFleet:
     async def run(self, duration: float | None = None) -> Stats:
         limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections)
         async with httpx.AsyncClient(limits=limits, timeout=self.timeout) as http, \
-                JsonPool(self.url, connections=min(self.max_connections, 64), timeout=self.timeout) as pool:
+                JsonPool(self.url, connections=self.beat_connections, timeout=self.timeout) as pool:
             self._pool = pool
             deadline = None if duration is None else time.monotonic() + duration
             await asyncio.gather(*(self._terminal(http, t, deadline) for t in self.terminals))

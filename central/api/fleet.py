@@ -12,18 +12,26 @@ might carry patient data is refused (422), not stored. A terminal can only touch
 """
 from __future__ import annotations
 
+import base64
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 from central.api.auth import Svc, Terminal
-from central.api.errors import ApiError
+from central.api.errors import UNAUTHORIZED, ApiError, error_response
 from central.fleet import ingest
+from central.fleet.batcher import BeatBatcher, Closed, Overloaded, Unauthenticated
 from central.fleet.errors import FleetError
 from central.fleet.metrics import FleetMetrics
 from central.services import Services
+from central.terminals import authenticate, cached_verdict, secret_hash
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +135,84 @@ def _observe(request: Request, via: str, result: ingest.BeatResult) -> None:
         metrics.observe_beat(via, result.lag_s)
 
 
-@router.post("/heartbeat")
-def heartbeat(body: Heartbeat, request: Request, svc: Svc, terminal: Terminal) -> dict[str, Any]:
-    result = ingest.record_beat(svc, terminal, body.model_dump(), queued=False)
+#: A beat is a few hundred bytes; anything near this is not a heartbeat.
+MAX_BEAT_BYTES = 64 * 1024
+_RETRY_SOON = {"Retry-After": "1"}
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first problems, by field, worded like the app's handler for FastAPI's own validation errors."""
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid")))
+    return "; ".join(parts) or "invalid request"
+
+
+def _unauthorized() -> JSONResponse:
+    return error_response(UNAUTHORIZED.status, UNAUTHORIZED.code, UNAUTHORIZED.message, UNAUTHORIZED.message_en,
+                          headers=UNAUTHORIZED.headers)
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """(terminal id, secret) from an ``Authorization: Basic`` header, or None for anything else."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    terminal, colon, secret = decoded.partition(":")
+    return (terminal, secret) if colon and terminal and secret else None
+
+
+async def heartbeat(request: Request) -> Response:
+    """``POST /heartbeat``, the live beat: the one request every terminal sends every few seconds, so it is a
+    plain Starlette endpoint rather than a FastAPI route (no dependency solving, no thread-pool hop).
+
+    The same rules as everywhere else in this API: HTTP Basic as the terminal (checked against the cached hash
+    here, or by the writer thread in one query per batch when the cache has no fresh copy), the body validated
+    by the ``Heartbeat`` model (unknown fields and wrong types are a 422 that names the field), and the answer
+    sent only once the beat is committed (``central.fleet.batcher``)."""
+    svc: Services = request.app.state.services
+    credentials = _basic_credentials(request.headers.get("authorization"))
+    if credentials is None:
+        return _unauthorized()
+    terminal, secret = credentials
+    claim = secret_hash(secret)
+    verdict = cached_verdict(svc.sessions, terminal, claim)
+    if verdict is False:
+        return _unauthorized()
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BEAT_BYTES:
+        return error_response(413, "PAYLOAD_TOO_LARGE", "请求过大", f"a heartbeat is at most {MAX_BEAT_BYTES} bytes")
+    raw = await request.body()
+    try:
+        if len(raw) > MAX_BEAT_BYTES:
+            return error_response(413, "PAYLOAD_TOO_LARGE", "请求过大",
+                                  f"a heartbeat is at most {MAX_BEAT_BYTES} bytes")
+        beat = Heartbeat.model_validate_json(raw)
+    except ValidationError as exc:
+        # Who may not send is told 401 before anyone is told what is wrong with the body, as on other routes.
+        if verdict is None and not await run_in_threadpool(authenticate, svc.sessions, terminal, secret):
+            return _unauthorized()
+        return error_response(422, "BAD_REQUEST", "请求内容有误", f"Bad request: {_describe(exc)}")
+    batcher: BeatBatcher = request.app.state.fleet_batcher
+    try:
+        result = await batcher.record(terminal, beat.model_dump(), queued=False,
+                                      claim=None if verdict else claim)
+    except Unauthenticated:
+        return _unauthorized()
+    except (Overloaded, Closed) as exc:
+        log.warning("heartbeat from %s turned away: %s", terminal, exc)
+        return error_response(503, "BUSY", "服务繁忙，请稍后再试", "Server busy; send the beat again later",
+                              headers=_RETRY_SOON)
     _observe(request, "live", result)
-    return {"interval_s": result.interval_s, "commands": result.commands, "duplicate": result.duplicate,
-            "server_time": svc.now().isoformat()}
+    return JSONResponse({"interval_s": result.interval_s, "commands": result.commands,
+                         "duplicate": result.duplicate, "server_time": svc.now().isoformat()})
 
 
 @router.post("/events")
@@ -149,7 +229,7 @@ def queued(body: QueuedMessage, request: Request, response: Response, svc: Svc, 
     try:
         if body.kind == "fleet_beat":
             beat = Heartbeat.model_validate(body.payload)
-            beat_result = ingest.record_beat(svc, terminal, beat.model_dump(), queued=True)
+            beat_result = _take_queued_beat(request, terminal, beat.model_dump())
             _observe(request, "queued", beat_result)
             created = not beat_result.duplicate
         elif body.kind == "fleet_event":
@@ -173,6 +253,16 @@ def queued(body: QueuedMessage, request: Request, response: Response, svc: Svc, 
     if not created:
         response.status_code = 200
     return {"duplicate": not created}
+
+
+def _take_queued_beat(request: Request, terminal: str, beat: dict[str, Any]) -> ingest.BeatResult:
+    """A late beat goes through the same writer as live ones (a reconnecting fleet sends them in bursts)."""
+    batcher: BeatBatcher = request.app.state.fleet_batcher
+    try:
+        return batcher.submit(terminal, beat, queued=True).result()
+    except (Overloaded, Closed) as exc:
+        raise ApiError(503, "BUSY", "服务繁忙，请稍后再试", "Server busy; send the beat again later",
+                       headers=_RETRY_SOON) from exc
 
 
 @router.post("/commands/{command_id}/ack")
@@ -204,7 +294,6 @@ async def artifact(command_id: int, request: Request, svc: Svc, terminal: Termin
         data += chunk
         if len(data) > limit:
             raise ApiError(413, "PAYLOAD_TOO_LARGE", "文件过大", f"artifact larger than {limit} bytes")
-    from starlette.concurrency import run_in_threadpool
     try:
         artifact_id = await run_in_threadpool(ingest.store_artifact, svc, terminal, command_id, kind, bytes(data))
     except FleetError as exc:
@@ -213,10 +302,29 @@ async def artifact(command_id: int, request: Request, svc: Svc, terminal: Termin
 
 
 def install_fleet(app: FastAPI, svc: Services) -> None:
-    """Add the fleet API and ``GET /metrics`` (Prometheus text format) to the server's app."""
+    """Add the fleet API and ``GET /metrics`` (Prometheus text format) to the server's app.
+
+    The live heartbeat route goes first in the route list: it is matched before the app's other routes are
+    tried. The heartbeat writer is stopped (what is queued committed) when the app shuts down, before the
+    app's own shutdown closes the database."""
     metrics = FleetMetrics(svc)
     app.state.fleet_metrics = metrics
+    batcher = BeatBatcher(svc)
+    app.state.fleet_batcher = batcher
+    app.router.routes.insert(0, Route(router.prefix + "/heartbeat", heartbeat, methods=["POST"],
+                                      name="fleet_heartbeat"))
     app.include_router(router)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        async with inner(app_) as state:
+            try:
+                yield state
+            finally:
+                await run_in_threadpool(batcher.close)
+
+    app.router.lifespan_context = lifespan
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     def prometheus_metrics() -> Response:

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import re
+
+from central.fleet.alerts import DEVICE_NAMES
+
 STATUS = {
     "ok": ("正常", "OK"),
     "degraded": ("降级", "Degraded"),
@@ -17,16 +20,7 @@ COLOUR_NAMES = {"green": ("正常", "OK"), "amber": ("注意", "Attention"), "re
 PAPER = {"ok": ("纸充足", "paper ok"), "low": ("纸将尽", "paper low"), "out": ("缺纸", "paper out"),
          "unknown": ("纸量未知", "paper unknown")}
 
-DEVICES = {
-    "id_card": ("身份证阅读器", "ID-card reader"),
-    "pcsc": ("社保卡/银行卡读卡器", "Card reader"),
-    "scanner": ("扫码器", "Scanner"),
-    "camera": ("人脸摄像头", "Face camera"),
-    "receipt_printer": ("凭条打印机", "Receipt printer"),
-    "report_printer": ("报告打印机", "Report printer"),
-    "pinpad": ("密码键盘", "PIN pad"),
-    "app": ("自助应用", "Kiosk app"),
-}
+DEVICES = DEVICE_NAMES  # the fleet's own table: alerts are written with the same names
 
 COMMANDS = {
     "restart_app": ("重启应用", "Restart app"),
@@ -107,14 +101,3 @@ def short_id(terminal_id: str) -> str:
     """The part of a terminal id a person reads on a tile ("KIOSK-037" -> "037")."""
     head, _, tail = terminal_id.rpartition("-")
     return tail if head and tail else terminal_id
-
-
-
-def alert_text(key: str, message: str) -> str:
-    """An alert in Chinese, from its stable key ("paper_out:receipt_printer"); the rule's English message
-    otherwise."""
-    kind, _, device = key.partition(":")
-    name = zh(DEVICES, device) if device else ""
-    known = {"paper_out": f"{name}缺纸", "paper_low": f"{name}纸将尽", "device_fault": f"{name}故障",
-             "silent": "终端无心跳（离线）", "error_rate": "错误数激增", "queue_backlog": "离线队列积压"}
-    return known.get(kind, message)

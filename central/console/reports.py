@@ -174,7 +174,7 @@ def inspection_report(svc: Services, first: datetime, *, prepared_by: str) -> by
     story.append(_p(f"三、未关闭告警 Alerts still open ({len(unresolved)})", st["h2"]))
     story.append(_table([["终端 Terminal", "类型 Rule", "内容 Message", "发生 Raised", "认领 Ack by"]] +
                         [[a.terminal_id, labels.zh(labels.ALERT_RULES, a.rule),
-                          labels.alert_text(a.key, a.message),
+                          a.text_zh,
                           a.raised_at.astimezone(tz).strftime("%m-%d %H:%M"), a.acknowledged_by or "未认领"]
                          for a in unresolved[:60]],
                         [28 * mm, 24 * mm, 70 * mm, 25 * mm, 33 * mm], st,

@@ -4,7 +4,9 @@ Provisions ``SIM-0001`` … (spread over two campuses and five floors), serves t
 port, and runs that many simulated agents (``fleet_agent.simulated``) against it. Faults: ``--fault-rate``
 puts a random fault on that share of terminals, ``--fault SIM-0037=paper_out`` on one terminal; while it runs,
 writing ``SIM-0012=disconnected`` lines to ``<data-dir>/fleet-faults.txt`` injects more (``SIM-0012=clear``
-clears them). Every ten seconds it prints one line of counts by status.
+clears them). The file is looked at every ``FAULT_FILE_CHECK_SECONDS``, well inside any heartbeat interval, so
+a fault written there is in the terminal's next beat: on the console within one interval. Every
+``STATUS_EVERY_SECONDS`` it prints one line of counts by status.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from fleet_agent.simulated import SimTerminal, SimulatedFleet, make_terminals
 log = logging.getLogger(__name__)
 
 CAMPUSES = ("Main campus", "East campus")
+FAULT_FILE_CHECK_SECONDS = 0.25  # a stat() per check; the shortest heartbeat interval is one second
+STATUS_EVERY_SECONDS = 10.0
 FLOORS = ("1F", "2F", "3F", "4F", "5F")
 
 
@@ -42,11 +46,44 @@ def _apply(by_id: dict[str, SimTerminal], faults: dict[str, str]) -> None:
     for terminal_id, fault in faults.items():
         term = by_id.get(terminal_id)
         if term is None:
+            log.warning("fault file: no simulated terminal %s", terminal_id)
             continue
-        if fault == "clear":
-            term.clear()
-        else:
-            term.inject(fault)
+        try:
+            if fault == "clear":
+                term.clear()
+            else:
+                term.inject(fault)
+        except ValueError as exc:  # an unknown fault: say so, keep the others
+            log.warning("fault file: %s: %s", terminal_id, exc)
+            continue
+        log.info("fault file: %s=%s", terminal_id, fault)
+
+
+class FaultFile:
+    """``<data-dir>/fleet-faults.txt``, applied each time it changes (size or modification time)."""
+
+    def __init__(self, path: Path, by_id: dict[str, SimTerminal]):
+        self.path = path
+        self.by_id = by_id
+        self._seen: tuple[int, int] | None = None
+
+    def check(self) -> bool:
+        """Apply the file if it changed since the last check; True if it was applied."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return False
+        mark = (stat.st_mtime_ns, stat.st_size)
+        if mark == self._seen:
+            return False
+        self._seen = mark
+        try:
+            faults = parse_faults([line for line in self.path.read_text(encoding="utf-8").split() if line])
+        except ValueError as exc:
+            log.warning("fault file %s ignored: %s", self.path.name, exc)
+            return False
+        _apply(self.by_id, faults)
+        return True
 
 
 def run(settings: Settings, *, terminals: int, duration: float | None, fault_rate: float,
@@ -77,18 +114,20 @@ def run(settings: Settings, *, terminals: int, duration: float | None, fault_rat
     print(f"demo fleet: {terminals} simulated terminals against {url} (console data in {settings.data_dir}); "
           f"inject faults by writing TERMINAL=FAULT lines to {faults_file}", flush=True)
 
+    fault_file = FaultFile(faults_file, by_id)
+
     def watch() -> None:
-        seen = 0.0
+        next_status = time.monotonic() + STATUS_EVERY_SECONDS
         while not fleet._stopping:
-            time.sleep(10)
+            time.sleep(FAULT_FILE_CHECK_SECONDS)
             try:
-                if faults_file.exists() and faults_file.stat().st_mtime > seen:
-                    seen = faults_file.stat().st_mtime
-                    _apply(by_id, parse_faults([line for line in faults_file.read_text().split() if line]))
-                summary = service.fleet_summary(svc)
-                print(" ".join(f"{k}={v}" for k, v in summary.by_status.items()),
-                      f"open_alerts={summary.open_alerts} beats_ok={fleet.stats.ok} lost={fleet.stats.lost}",
-                      flush=True)
+                fault_file.check()
+                if time.monotonic() >= next_status:
+                    next_status += STATUS_EVERY_SECONDS
+                    summary = service.fleet_summary(svc)
+                    print(" ".join(f"{k}={v}" for k, v in summary.by_status.items()),
+                          f"open_alerts={summary.open_alerts} beats_ok={fleet.stats.ok} lost={fleet.stats.lost}",
+                          flush=True)
             except Exception:
                 log.exception("demo fleet status failed")
 

@@ -27,8 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from central.fleet import alerts as alert_rules
 from central.fleet import commands as command_rules
 from central.fleet.errors import Invalid, NotFound
-from central.fleet.models import (CommandStatus, FleetArtifact, FleetBeat, FleetCommand, FleetDeviceHealth, FleetEvent,
-                                  FleetStatus)
+from central.fleet.models import (AlertStatus, CommandStatus, FleetAlert, FleetArtifact, FleetBeat, FleetCommand,
+                                  FleetDeviceHealth, FleetEvent, FleetStatus)
 from central.fleet.service import artifact_dir, settings_of
 from central.fleet.views import loads
 from central.services import Services
@@ -72,109 +72,201 @@ def health_of(*, maintenance: bool, found: list[alert_rules.Condition], devices:
     return "ok"
 
 
-_INSERT_IGNORE: dict[tuple[str, str], Any] = {}
+_INSERT_NEW_BEATS: dict[str, Any] = {}
 
 
-def _insert_ignore(session: Any, table: Any, values: dict[str, Any]) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING on SQLite and PostgreSQL; True if the row is new. The statement is built
-    once per (dialect, table) and run with parameters, so SQLAlchemy's compiled cache serves every call."""
+def _insert_new_beats(session: Any, rows: list[dict[str, Any]]) -> set[tuple[str, str, int]]:
+    """Insert the beat rows the table does not hold yet, in one statement (INSERT … ON CONFLICT DO NOTHING …
+    RETURNING, SQLite 3.35+ and PostgreSQL); returns the keys (terminal, boot, seq) that were new."""
+    if not rows:
+        return set()
     dialect = session.get_bind().dialect.name
-    statement = _INSERT_IGNORE.get((dialect, table.name))
+    statement = _INSERT_NEW_BEATS.get(dialect)
     if statement is None:
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        statement = _INSERT_IGNORE[(dialect, table.name)] = dialect_insert(table).on_conflict_do_nothing()
-    return session.execute(statement, values).rowcount == 1
+        table = FleetBeat.__table__
+        statement = _INSERT_NEW_BEATS[dialect] = dialect_insert(table).on_conflict_do_nothing() \
+            .returning(table.c.terminal_id, table.c.agent_boot, table.c.seq)
+    return {(r[0], r[1], r[2]) for r in session.execute(statement, rows)}
 
 
 _STATUS = FleetStatus.__table__
-_SNAPSHOT = select(_STATUS.c.agent_boot, _STATUS.c.last_seq, _STATUS.c.last_sent_at, _STATUS.c.last_beat_at,
-                   _STATUS.c.interval_s, _STATUS.c.devices, _STATUS.c.health, _STATUS.c.beats) \
-    .where(_STATUS.c.terminal_id == bindparam("tid"))
-_HAS_COMMANDS = select(FleetCommand.id).where(
-    FleetCommand.terminal_id == bindparam("tid"),
-    FleetCommand.status.in_((CommandStatus.PENDING, CommandStatus.SENT))).limit(1)
-_BEAT_COLUMNS = ("last_beat_at", "last_sent_at", "last_seq", "agent_boot", "interval_s", "beats", "health",
-                 "app_version", "app_running", "app_uptime_s", "screen", "service", "payment_in_progress",
-                 "maintenance", "paper", "cpu_pct", "mem_pct", "disk_pct", "temp_c", "rtt_ms", "queue_depth",
-                 "queue_parked", "queue_oldest_s", "errors_last")
+_SNAPSHOTS = select(_STATUS.c.terminal_id, _STATUS.c.agent_boot, _STATUS.c.last_seq, _STATUS.c.last_sent_at,
+                    _STATUS.c.last_beat_at, _STATUS.c.interval_s, _STATUS.c.devices, _STATUS.c.health,
+                    _STATUS.c.beats).where(_STATUS.c.terminal_id.in_(bindparam("tids", expanding=True)))
+_WITH_COMMANDS = select(FleetCommand.terminal_id).distinct().where(
+    FleetCommand.terminal_id.in_(bindparam("tids", expanding=True)),
+    FleetCommand.status.in_((CommandStatus.PENDING, CommandStatus.SENT)))
+_ALERTS = FleetAlert.__table__
+_WITH_ALERTS = select(_ALERTS.c.terminal_id).distinct().where(
+    _ALERTS.c.terminal_id.in_(bindparam("tids", expanding=True)), _ALERTS.c.status.in_(AlertStatus.ACTIVE),
+    _ALERTS.c.rule.in_(("silent", *alert_rules.BEAT_RULES)))
 _UPDATES: dict[frozenset[str], Any] = {}
 
 
-def _update_status(session: Any, terminal_id: str, values: dict[str, Any]) -> None:
-    key = frozenset(values)
-    statement = _UPDATES.get(key)
-    if statement is None:  # at most four shapes: with or without devices, with or without facts
-        statement = _UPDATES[key] = update(_STATUS).where(_STATUS.c.terminal_id == bindparam("tid")) \
-            .values({name: bindparam(f"v_{name}") for name in sorted(values)})
-    session.execute(statement, {"tid": terminal_id, **{f"v_{k}": v for k, v in values.items()}})
+def _update_statement(shape: frozenset[str]) -> Any:
+    statement = _UPDATES.get(shape)
+    if statement is None:  # a handful of shapes: with or without devices, with or without facts
+        statement = _UPDATES[shape] = update(_STATUS).where(_STATUS.c.terminal_id == bindparam("tid")) \
+            .values({name: bindparam(f"v_{name}") for name in sorted(shape)})
+    return statement
+
+
+@dataclass(slots=True)
+class BeatIn:
+    """One validated beat on its way in: whose, the wire model as a dict, and whether it waited in the agent's
+    offline queue (a late beat is recorded but never overwrites a newer snapshot and gets no commands)."""
+
+    terminal_id: str
+    beat: dict[str, Any]
+    queued: bool
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """What the newest-beat rule and the alert shortcut need of a terminal's status row, kept current in memory
+    while a batch is applied (two beats of one terminal in one batch see each other)."""
+
+    agent_boot: str
+    last_seq: int
+    last_sent_at: datetime
+    last_beat_at: datetime
+    interval_s: float
+    devices: str
+    health: str
+    beats: int
 
 
 def record_beat(svc: Services, terminal_id: str, beat: dict[str, Any], *, queued: bool) -> BeatResult:
-    """Take in one heartbeat (``beat`` is the validated wire model as a dict, see ``central.api.fleet``).
-
-    Written with Core statements rather than the ORM: this runs for every terminal every few seconds, and the
-    ORM's unit of work was most of its cost."""
+    """Take in one heartbeat in its own transaction (``beat`` is the validated wire model as a dict, see
+    ``central.api.fleet``). The HTTP routes go through ``central.fleet.batcher``, which commits many beats per
+    transaction with ``record_beats``; this is its fallback for a batch that failed, and the direct way in."""
     limits = settings_of(svc)
-    now = svc.now()
-    sent_at: datetime = beat["sent_at"]
-    boot, seq = beat["boot"], beat["seq"]
-    commands: list[dict[str, Any]] = []
     try:
         with svc.sessions() as session, session.begin():
-            if not _insert_ignore(session, FleetBeat.__table__, {
-                    "terminal_id": terminal_id, "agent_boot": boot, "seq": seq, "sent_at": sent_at,
-                    "received_at": now, "queued": queued}):
-                return BeatResult(True, limits.heartbeat_seconds)
-            row = session.execute(_SNAPSHOT, {"tid": terminal_id}).first()
-            newest = row is None or (boot == row.agent_boot and seq > row.last_seq) or \
-                (boot != row.agent_boot and sent_at >= row.last_sent_at)
-            if newest:
-                _apply(session, terminal_id, row, beat, now, limits)
-            if not queued and session.scalar(_HAS_COMMANDS, {"tid": terminal_id}) is not None:
-                out = command_rules.take_for_delivery(session, terminal_id, now, limits.heartbeat_seconds * 3)
-                commands = [command_rules.wire(c) for c in out]
+            return record_beats(session, svc, [BeatIn(terminal_id, beat, queued)], limits=limits)[0]
     except IntegrityError:  # the same beat in two requests at once (another server instance): one won
         return BeatResult(True, limits.heartbeat_seconds)
-    return BeatResult(False, limits.heartbeat_seconds, commands, max(0.0, (now - sent_at).total_seconds()))
 
 
-def _apply(session: Any, terminal_id: str, row: Any, beat: dict[str, Any], now: datetime, limits: Any) -> None:
+def record_beats(session: Any, svc: Services, beats: list[BeatIn], *, limits: Any) -> list[BeatResult]:
+    """Take in beats, in order, inside the caller's write transaction; they count only once that commits.
+    Returns one result per beat, in the same order.
+
+    A batch costs a fixed handful of statements whatever its size (insert the beat rows, read the snapshots,
+    look for waiting commands, write device changes, insert or update the status rows, grouped by shape), each
+    run over all its rows at once: per statement, SQLAlchemy's and the driver's overhead is far larger than
+    SQLite's own work, and this runs for every terminal every few seconds. Alert rules and command delivery
+    stay per beat, and run only when something could have changed."""
+    now = svc.now()
+    interval = limits.heartbeat_seconds
+    results: list[BeatResult | None] = [None] * len(beats)
+    rows, seen = [], set()
+    for item in beats:
+        beat = item.beat
+        key = (item.terminal_id, beat["boot"], beat["seq"])
+        if key not in seen:  # a copy within the batch is a duplicate like a copy already stored
+            seen.add(key)
+            rows.append({"terminal_id": item.terminal_id, "agent_boot": beat["boot"], "seq": beat["seq"],
+                         "sent_at": beat["sent_at"], "received_at": now, "queued": item.queued})
+    inserted = _insert_new_beats(session, rows)
+    fresh: list[int] = []
+    for i, item in enumerate(beats):
+        key = (item.terminal_id, item.beat["boot"], item.beat["seq"])
+        if key in inserted:
+            inserted.discard(key)  # the first copy took the row; a later copy in the batch is a duplicate
+            fresh.append(i)
+        else:
+            results[i] = BeatResult(True, interval)
+    terminals = sorted({beats[i].terminal_id for i in fresh})
+    snapshots: dict[str, _Snapshot | None] = dict.fromkeys(terminals)
+    with_commands: set[str] = set()
+    alerted: set[str] = set()  # terminals with an active alert of a rule that beats decide
+    if terminals:
+        for r in session.execute(_SNAPSHOTS, {"tids": terminals}):
+            snapshots[r.terminal_id] = _Snapshot(r.agent_boot, r.last_seq, r.last_sent_at, r.last_beat_at,
+                                                 r.interval_s, r.devices, r.health, r.beats)
+        alerted = set(session.scalars(_WITH_ALERTS, {"tids": terminals}))
+        live = sorted({beats[i].terminal_id for i in fresh if not beats[i].queued})
+        if live:
+            with_commands = set(session.scalars(_WITH_COMMANDS, {"tids": live}))
+    created: dict[str, dict[str, Any]] = {}  # status rows to insert, by terminal
+    changed: dict[str, dict[str, Any]] = {}  # status columns to update, by terminal
+    device_rows: list[dict[str, Any]] = []
+    for i in fresh:
+        item = beats[i]
+        tid, beat = item.terminal_id, item.beat
+        sent_at: datetime = beat["sent_at"]
+        row = snapshots[tid]
+        newest = row is None or (beat["boot"] == row.agent_boot and beat["seq"] > row.last_seq) or \
+            (beat["boot"] != row.agent_boot and sent_at >= row.last_sent_at)
+        if newest:
+            if tid in created:  # its first beat was earlier in this batch: fold into the row to insert
+                pending: dict[str, Any] | None = created[tid]
+            else:
+                pending = None if row is None else changed.setdefault(tid, {})
+            snapshots[tid] = _apply(session, tid, row, beat, now, limits, device_rows, pending, created, alerted)
+        commands: list[dict[str, Any]] = []
+        if not item.queued and tid in with_commands:
+            out = command_rules.take_for_delivery(session, tid, now, interval * 3)
+            commands = [command_rules.wire(c) for c in out]
+        results[i] = BeatResult(False, interval, commands, max(0.0, (now - sent_at).total_seconds()))
+    if device_rows:
+        session.execute(insert(FleetDeviceHealth.__table__), device_rows)
+    if created:
+        session.execute(insert(_STATUS), list(created.values()))
+    by_shape: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for tid, values in changed.items():
+        by_shape.setdefault(frozenset(values), []).append(
+            {"tid": tid, **{f"v_{k}": v for k, v in values.items()}})
+    for shape, params in by_shape.items():
+        session.execute(_update_statement(shape), params)
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
+
+
+def _apply(session: Any, terminal_id: str, row: _Snapshot | None, beat: dict[str, Any], now: datetime,
+           limits: Any, device_rows: list[dict[str, Any]], values: dict[str, Any] | None,
+           created: dict[str, dict[str, Any]], alerted: set[str]) -> _Snapshot:
+    """Fold the newest beat into the terminal's pending status write (``values``, or a new row in ``created``
+    for a terminal first seen in this batch), queue its device changes, reconcile alerts when needed; returns
+    the snapshot as it now stands."""
     app = beat["app"]
     system = beat.get("system") or {}
     queue = beat.get("queue") or {}
-    old_devices: dict[str, dict[str, str]] = loads(row.devices, {}) if row is not None else {}
-    values: dict[str, Any] = {}
+    devices_json = row.devices if row is not None else None
+    old_devices: dict[str, dict[str, str]] = loads(devices_json, {}) if devices_json is not None else {}
+    new: dict[str, Any] = {}
     if beat.get("devices") is None:
         devices = old_devices
     else:
         devices = {name: {"status": d["status"], "reason": d.get("reason", ""), "detail": d.get("detail", "")}
                    for name, d in beat["devices"].items()}
-        changes = []
         for name, health in devices.items():
             before = old_devices.get(name)
             if before is None or before.get("status") != health["status"] or before.get("reason") != health["reason"]:
-                changes.append({"terminal_id": terminal_id, "device": name, "status": health["status"],
-                                "reason": health["reason"], "detail": health["detail"][:200], "at": beat["sent_at"]})
+                device_rows.append({"terminal_id": terminal_id, "device": name, "status": health["status"],
+                                    "reason": health["reason"], "detail": health["detail"][:200],
+                                    "at": beat["sent_at"]})
         for name in sorted(set(old_devices) - set(devices)):
-            changes.append({"terminal_id": terminal_id, "device": name, "status": "removed", "reason": "",
-                            "detail": "no longer reported", "at": beat["sent_at"]})
-        if changes:
-            session.execute(insert(FleetDeviceHealth.__table__), changes)
+            device_rows.append({"terminal_id": terminal_id, "device": name, "status": "removed", "reason": "",
+                                "detail": "no longer reported", "at": beat["sent_at"]})
         if devices != old_devices:
-            values["devices"] = json.dumps(devices, sort_keys=True, ensure_ascii=False)
+            devices_json = new["devices"] = json.dumps(devices, sort_keys=True, ensure_ascii=False)
     if beat.get("facts") is not None:
-        values["facts"] = json.dumps(beat["facts"], sort_keys=True, ensure_ascii=False)
+        new["facts"] = json.dumps(beat["facts"], sort_keys=True, ensure_ascii=False)
     found = alert_rules.conditions(devices=devices, app_running=app["running"], errors=beat.get("errors", 0),
                                    queue_depth=queue.get("depth", 0), queue_oldest_s=queue.get("oldest_age_s"),
                                    limits=limits)
     maintenance = bool(app.get("maintenance", False))
     health = health_of(maintenance=maintenance, found=found, devices=devices)
-    values.update(
+    beats_count = (row.beats if row is not None else 0) + 1
+    new.update(
         last_beat_at=now, last_sent_at=beat["sent_at"], last_seq=beat["seq"], agent_boot=beat["boot"],
-        interval_s=limits.heartbeat_seconds, beats=(row.beats if row is not None else 0) + 1, health=health,
+        interval_s=limits.heartbeat_seconds, beats=beats_count, health=health,
         app_version=app["version"], app_running=app["running"], app_uptime_s=app["uptime_s"],
         screen=app.get("screen", ""), service=app.get("service", ""),
         payment_in_progress=bool(app.get("payment_in_progress", False)), maintenance=maintenance,
@@ -182,18 +274,24 @@ def _apply(session: Any, terminal_id: str, row: Any, beat: dict[str, Any], now: 
         disk_pct=system.get("disk_pct"), temp_c=system.get("temp_c"), rtt_ms=beat.get("rtt_ms"),
         queue_depth=queue.get("depth", 0), queue_parked=queue.get("parked", 0),
         queue_oldest_s=queue.get("oldest_age_s"), errors_last=beat.get("errors", 0))
-    if row is None:
-        values.setdefault("devices", json.dumps(devices, sort_keys=True, ensure_ascii=False))
-        values.setdefault("facts", "{}")
-        session.execute(insert(_STATUS), [{"terminal_id": terminal_id, "first_seen_at": now, **values}])
+    if values is None:  # first beat ever of this terminal
+        new.setdefault("devices", json.dumps(devices, sort_keys=True, ensure_ascii=False))
+        new.setdefault("facts", "{}")
+        devices_json = new["devices"]
+        created[terminal_id] = {"terminal_id": terminal_id, "first_seen_at": now, **new}
     else:
-        _update_status(session, terminal_id, values)
-    # Alerts change only when a rule's condition holds now or held before (health not ok), or the terminal was
-    # silent long enough for the monitor to have raised "silent"; a healthy terminal's beat skips the query.
-    was_silent = row is not None and \
-        (now - row.last_beat_at).total_seconds() > row.interval_s * limits.silent_intervals
-    if found or health != "ok" or row is None or row.health != "ok" or was_silent:
+        values.update(new)
+    # Alerts change only when a rule's condition holds now, or an alert of these rules (silent included) is
+    # active; ``alerted`` was read for the whole batch, so a healthy terminal's beat costs no query here.
+    if found or terminal_id in alerted:
         alert_rules.reconcile(session, terminal_id, found, ("silent", *alert_rules.BEAT_RULES), now)
+        if found:
+            alerted.add(terminal_id)
+        else:
+            alerted.discard(terminal_id)
+    assert devices_json is not None
+    return _Snapshot(beat["boot"], beat["seq"], beat["sent_at"], now, limits.heartbeat_seconds, devices_json,
+                     health, beats_count)
 
 
 def record_event(svc: Services, terminal_id: str, event: dict[str, Any]) -> bool:

@@ -191,7 +191,8 @@ class FleetAlert(Base):
     key: Mapped[str] = mapped_column(String(80))
     severity: Mapped[str] = mapped_column(String(16))  # warning | critical
     status: Mapped[str] = mapped_column(String(16), default=AlertStatus.OPEN)
-    message: Mapped[str] = mapped_column(String(300))
+    message: Mapped[str] = mapped_column(String(300))  # English
+    message_zh: Mapped[str] = mapped_column(String(300), default="", server_default="")  # migration 0005b
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime())
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))

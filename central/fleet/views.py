@@ -144,11 +144,21 @@ class AlertView:
     key: str
     severity: str  # warning | critical
     status: str  # open | acknowledged | resolved
-    message: str
+    message: str  # English
     raised_at: datetime
     acknowledged_at: datetime | None
     acknowledged_by: str | None
     resolved_at: datetime | None
+    message_zh: str = ""  # Chinese; alerts raised before migration 0005b have none: their English is shown
+
+    @property
+    def message_en(self) -> str:
+        return self.message
+
+    @property
+    def text_zh(self) -> str:
+        """What to show first: the Chinese text, or the English one of an alert that has none."""
+        return self.message_zh or self.message
 
 
 @dataclass(frozen=True)
@@ -230,7 +240,7 @@ def command_view(row: FleetCommand, history: list[FleetCommandLog] | None = None
 
 def alert_view(row: FleetAlert) -> AlertView:
     return AlertView(row.id, row.terminal_id, row.rule, row.key, row.severity, row.status, row.message,
-                     row.raised_at, row.acknowledged_at, row.acknowledged_by, row.resolved_at)
+                     row.raised_at, row.acknowledged_at, row.acknowledged_by, row.resolved_at, row.message_zh or "")
 
 
 def alert_log_view(row: FleetAlertLog) -> AlertLogEntry:

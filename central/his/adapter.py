@@ -7,8 +7,9 @@ datetimes; dates and times of day are in the hospital's timezone.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 
 class HisError(Exception):
@@ -33,6 +34,35 @@ class ItemsExecuted(HisError):
     def __init__(self, item_ids: list[str], message: str = "items already executed"):
         super().__init__(message)
         self.item_ids = item_ids
+
+
+class BookingLimitReached(HisError):
+    """The hospital limits registrations per patient (per department per day, per day); ``code`` says which."""
+
+    def __init__(self, code: str, limit: int, message: str = "booking limit reached"):
+        super().__init__(message)
+        self.code, self.limit = code, limit
+
+
+class CheckInRefused(HisError):
+    """Check-in outside the hospital's window, or for a registration that cannot check in (cancelled)."""
+
+    def __init__(self, code: str, opens_at: datetime | None = None, closes_at: datetime | None = None,
+                 message: str = "check-in refused"):
+        super().__init__(message)
+        self.code, self.opens_at, self.closes_at = code, opens_at, closes_at
+
+
+class PrintLimitReached(HisError):
+    """The document was printed as often as the kiosk may print it; further copies come from the counter."""
+
+    def __init__(self, printed: int, limit: int):
+        super().__init__(f"printed {printed} of {limit}")
+        self.printed, self.limit = printed, limit
+
+
+class DocumentNotFound(HisError):
+    pass
 
 
 class RegistrationRefused(HisError):
@@ -65,6 +95,7 @@ class Department:
     location: str
     location_en: str
     remaining: int
+    clinic_type: str = "general"  # "general" | "special" (特需) | "mdt" (多学科联合门诊)
 
 
 @dataclass(frozen=True)
@@ -136,8 +167,132 @@ class Bill:
     items: tuple[BillLine, ...]
 
 
+@dataclass(frozen=True)
+class HisRules:
+    """The hospital's rules for self-service, as its HIS states them. The platform enforces them at the kiosk
+    and on the phone alike; a hospital changes them in its HIS, not in the platform."""
+
+    #: Registrations (held or confirmed) one patient may have on one day: in one department, and in all.
+    max_per_department_per_day: int = 1
+    max_per_day: int = 3
+    #: Self-service cancellation with a full refund until this time of the day before the visit
+    #: (``cancel_days_before`` days before, at ``cancel_cutoff`` hospital time); afterwards at the counter.
+    cancel_days_before: int = 1
+    cancel_cutoff: str = "18:00"
+    #: Check-in (报到) opens this many minutes before the slot starts and closes this many minutes after.
+    checkin_opens_minutes_before: int = 60
+    checkin_closes_minutes_after: int = 15
+    #: Copies a kiosk may print of each kind of document; further copies are printed at ``reprint_place``.
+    print_limits: tuple[tuple[str, int], ...] = (("lab", 1), ("imaging", 1), ("record", 1), ("invoice", 1))
+    reprint_place: str = "门诊楼一楼服务台"
+    reprint_place_en: str = "the service desk, outpatient building 1F"
+
+    def print_limit(self, kind: str) -> int:
+        return dict(self.print_limits).get(kind, 1)
+
+    def cancel_deadline(self, day: date, tz: ZoneInfo) -> datetime:
+        hours, minutes = (int(part) for part in self.cancel_cutoff.split(":"))
+        return datetime.combine(day - timedelta(days=self.cancel_days_before), time(hours, minutes), tzinfo=tz)
+
+    def checkin_window(self, starts_at: datetime) -> tuple[datetime, datetime]:
+        return (starts_at - timedelta(minutes=self.checkin_opens_minutes_before),
+                starts_at + timedelta(minutes=self.checkin_closes_minutes_after))
+
+
+@dataclass(frozen=True)
+class DoctorMatch:
+    """A doctor found by name or initials, with every department the doctor sits in."""
+
+    doctor: Doctor
+    initials: str
+    departments: tuple[tuple[str, str], ...]  # (code, name)
+
+
+@dataclass(frozen=True)
+class DayAvailability:
+    day: date
+    remaining: int
+
+
+@dataclass(frozen=True)
+class RegistrationRecord:
+    """A registration as the patient's history shows it (挂号记录)."""
+
+    lock_id: str
+    visit_code: str
+    patient_id: str
+    dept_code: str
+    dept_name: str
+    doctor_code: str
+    doctor_name: str
+    day: date
+    start: str
+    end: str
+    starts_at: datetime
+    queue_no: int
+    location: str
+    fee_fen: int
+    status: str  # BOOKED | CHECKED_IN | SEEN | CANCELLED
+    created_at: datetime
+    checked_in_at: datetime | None
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """Where a checked-in patient stands in the doctor's queue; ``position`` 1 is next."""
+
+    visit_code: str
+    status: str
+    queue_no: int
+    location: str
+    position: int | None
+    ahead: int | None
+    estimated_wait_minutes: int | None
+    checked_in_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LabValue:
+    code: str
+    name: str
+    value: str
+    unit: str
+    reference_range: str
+    flag: str
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    name: str
+    category: str
+    amount_fen: int
+
+
+@dataclass(frozen=True)
+class Document:
+    """A printable document of the patient: lab report, imaging report, medical-record summary or e-invoice.
+
+    ``ready_at`` after now means the document is not ready yet and is expected then. Only the fields of its
+    ``kind`` are filled: ``results`` (lab), ``sections`` (imaging, record: heading and text), ``lines`` and
+    ``amount_fen`` (invoice)."""
+
+    kind: str  # lab | imaging | record | invoice
+    doc_no: str
+    patient_id: str
+    title: str
+    dept_name: str
+    created_at: datetime
+    ready_at: datetime
+    printed_count: int
+    detail: str = ""  # specimen (lab), modality (imaging), doctor (record)
+    results: tuple[LabValue, ...] = ()
+    sections: tuple[tuple[str, str], ...] = ()
+    lines: tuple[InvoiceLine, ...] = field(default=())
+    amount_fen: int = 0
+
+
 class HisAdapter(ABC):
-    """What the platform needs from a HIS for same-day registration."""
+    """What the platform needs from a HIS: registration and appointments, bills, check-in, documents."""
 
     @abstractmethod
     def hospital(self) -> Hospital: ...
@@ -206,3 +361,59 @@ class HisAdapter(ABC):
         """Withdraw paid items not yet executed (the pharmacy will not dispense them). Idempotent on
         ``refund_ref``; raises ItemsExecuted naming the items that were dispensed or performed (none is
         withdrawn then)."""
+
+    # --- rules, appointments, check-in (预约, 报到) ----------------------------------------------------------
+
+    @abstractmethod
+    def rules(self) -> HisRules: ...
+
+    @abstractmethod
+    def search_doctors(self, text: str) -> list[DoctorMatch]:
+        """Doctors whose name contains ``text`` or whose pinyin initials start with it (case-insensitive)."""
+
+    @abstractmethod
+    def doctor_dates(self, dept_code: str, doctor_code: str, first: date, last: date,
+                     now: datetime) -> list[DayAvailability]:
+        """The days from ``first`` to ``last`` on which the doctor sits in the department, with free places."""
+
+    @abstractmethod
+    def check_booking_limits(self, patient_id: str, slot_id: int, now: datetime, *,
+                             lock_id: str | None = None) -> None:
+        """Raise BookingLimitReached if one more registration of the patient on the slot's day breaks the
+        hospital's limits. With ``lock_id`` (a place already held), only holdings made before it count: of two
+        bookings that raced past the first check, the earlier one stands."""
+
+    @abstractmethod
+    def list_registrations(self, patient_id: str) -> list[RegistrationRecord]:
+        """The patient's registrations, newest visit first."""
+
+    @abstractmethod
+    def get_registration(self, lock_id: str) -> RegistrationRecord | None: ...
+
+    @abstractmethod
+    def check_in(self, lock_id: str, now: datetime) -> QueueStatus:
+        """报到: put the patient in the doctor's queue. Idempotent; raises CheckInRefused outside the window
+        (``rules().checkin_window``) or for a cancelled registration."""
+
+    @abstractmethod
+    def queue_status(self, lock_id: str) -> QueueStatus: ...
+
+    # --- documents (K8) -------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def list_documents(self, patient_id: str) -> list[Document]:
+        """Every printable document of the patient, ready or not, newest first."""
+
+    @abstractmethod
+    def get_document(self, kind: str, doc_no: str) -> Document | None: ...
+
+    @abstractmethod
+    def issue_invoice(self, order_ref: str, patient_id: str, title: str, lines: list[InvoiceLine],
+                      now: datetime) -> Document:
+        """Issue the e-invoice of a paid order (idempotent on ``order_ref``: the same invoice again)."""
+
+    @abstractmethod
+    def record_print(self, kind: str, doc_no: str, print_ref: str, limit: int) -> int:
+        """Count one completed print; returns the count after it. Idempotent on ``print_ref``. Raises
+        PrintLimitReached, counting nothing, when the document was already printed ``limit`` times, and
+        DocumentNotFound for an unknown document."""

@@ -6,20 +6,24 @@ a conditional UPDATE, and confirming is idempotent per lock, so the order logic 
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from datetime import date, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.crypto import FieldCipher
 from central.db import utcnow
-from central.his.adapter import (Bill, BillLine, BillRefused, Department, Doctor, HisAdapter, Hospital,
-                                 ItemsExecuted, Patient, Registration, RegistrationRefused, Slot, SlotNotFound,
-                                 SlotTaken)
-from central.his.tables import (HisBill, HisBillItem, HisDepartment, HisDoctor, HisDoctorDepartment, HisPatient,
-                                HisRegistration, HisSlot, HisSlotLock)
+from central.his.adapter import (Bill, BillLine, BillRefused, BookingLimitReached, CheckInRefused,
+                                 DayAvailability, Department, Doctor, DoctorMatch, Document, DocumentNotFound,
+                                 HisAdapter, HisRules, Hospital, InvoiceLine, ItemsExecuted, LabValue, Patient,
+                                 PrintLimitReached, QueueStatus, Registration, RegistrationRecord,
+                                 RegistrationRefused, Slot, SlotNotFound, SlotTaken)
+from central.his.tables import (HisBill, HisBillItem, HisDepartment, HisDoctor, HisDoctorDepartment,
+                                HisImagingReport, HisInvoice, HisLabReport, HisLabResult, HisMedicalRecord,
+                                HisPatient, HisPrintLog, HisRegistration, HisSlot, HisSlotLock)
 
 ID_INDEX_PURPOSE = "his_patients.id_number"
 
@@ -29,10 +33,13 @@ def id_number_index(cipher: FieldCipher, id_number: str) -> str:
 
 
 class ReferenceHis(HisAdapter):
-    def __init__(self, sessions: sessionmaker[Session], cipher: FieldCipher, hospital: Hospital):
+    def __init__(self, sessions: sessionmaker[Session], cipher: FieldCipher, hospital: Hospital,
+                 rules: HisRules | None = None):
         self._sessions = sessions
         self._cipher = cipher
         self._hospital = hospital
+        #: The demo hospital's rules; replaceable (tests, a demo with other rules) since it is plain data.
+        self.his_rules = rules or HisRules()
 
     def hospital(self) -> Hospital:
         return self._hospital
@@ -243,6 +250,267 @@ class ReferenceHis(HisAdapter):
             session.execute(update(HisBillItem).where(HisBillItem.id == int(item_id), HisBillItem.status == "PAID")
                             .values(status="EXECUTED"))
 
+    # --- rules, appointments, check-in ----------------------------------------------------------------------
+
+    def rules(self) -> HisRules:
+        return self.his_rules
+
+    def search_doctors(self, text: str) -> list[DoctorMatch]:
+        text = text.strip()
+        if not text:
+            return []
+        with self._sessions() as session:  # autoescape: a typed % or _ is a character, not a wildcard
+            doctors = list(session.scalars(select(HisDoctor).where(or_(
+                HisDoctor.name.contains(text, autoescape=True),
+                HisDoctor.initials.startswith(text.upper(), autoescape=True)))
+                .order_by(HisDoctor.initials, HisDoctor.code).limit(50)))
+            seats: dict[str, list[tuple[str, str]]] = {}
+            for doctor_code, code, name in session.execute(
+                    select(HisDoctorDepartment.doctor_code, HisDepartment.code, HisDepartment.name)
+                    .join(HisDepartment, HisDepartment.code == HisDoctorDepartment.dept_code)
+                    .where(HisDoctorDepartment.doctor_code.in_([d.code for d in doctors]))
+                    .order_by(HisDepartment.sort_order)):
+                seats.setdefault(doctor_code, []).append((code, name))
+            return [DoctorMatch(_doctor(d, 0), d.initials or "", tuple(seats.get(d.code, []))) for d in doctors]
+
+    def doctor_dates(self, dept_code: str, doctor_code: str, first: date, last: date,
+                     now: datetime) -> list[DayAvailability]:
+        with self._sessions() as session:
+            rows = session.execute(
+                select(HisSlot.day, func.sum(HisSlot.capacity - HisSlot.booked))
+                .where(HisSlot.dept_code == dept_code, HisSlot.doctor_code == doctor_code, HisSlot.day >= first,
+                       HisSlot.day <= last, HisSlot.ends_at > now)
+                .group_by(HisSlot.day).order_by(HisSlot.day)).all()
+            return [DayAvailability(day, max(int(remaining or 0), 0)) for day, remaining in rows]
+
+    def check_booking_limits(self, patient_id: str, slot_id: int, now: datetime, *,
+                             lock_id: str | None = None) -> None:
+        with self._sessions() as session:
+            slot = session.get(HisSlot, slot_id)
+            if slot is None:
+                raise SlotNotFound(f"slot {slot_id} does not exist")
+            # Holdings of the patient that day: confirmed registrations, and places held for payment that
+            # have not lapsed. Cancelled, released and expired locks hold nothing.
+            query = (select(HisSlotLock.lock_id, HisSlot.dept_code).join(HisSlot, HisSlot.id == HisSlotLock.slot_id)
+                     .where(HisSlotLock.patient_id == patient_id, HisSlot.day == slot.day,
+                            or_(HisSlotLock.status == "CONFIRMED",
+                                (HisSlotLock.status == "HELD") & (HisSlotLock.until >= now))))
+            if lock_id is not None:
+                mine = session.get(HisSlotLock, lock_id)
+                if mine is None:
+                    raise SlotNotFound(f"unknown lock {lock_id}")
+                query = query.where(or_(HisSlotLock.created_at < mine.created_at,
+                                        (HisSlotLock.created_at == mine.created_at)
+                                        & (HisSlotLock.lock_id < mine.lock_id)))
+            held = session.execute(query).all()
+        rules = self.his_rules
+        same_department = sum(1 for _lock, dept in held if dept == slot.dept_code)
+        if same_department >= rules.max_per_department_per_day:
+            raise BookingLimitReached("DEPARTMENT_DAY_LIMIT", rules.max_per_department_per_day)
+        if len(held) >= rules.max_per_day:
+            raise BookingLimitReached("DAY_LIMIT", rules.max_per_day)
+
+    def list_registrations(self, patient_id: str) -> list[RegistrationRecord]:
+        with self._sessions() as session:
+            rows = session.execute(_registration_query().where(HisRegistration.patient_id == patient_id)
+                                   .order_by(HisSlot.starts_at.desc(), HisRegistration.id.desc())).all()
+            return [_registration_record(*row) for row in rows]
+
+    def get_registration(self, lock_id: str) -> RegistrationRecord | None:
+        with self._sessions() as session:
+            row = session.execute(_registration_query().where(HisRegistration.lock_id == lock_id)).first()
+            return None if row is None else _registration_record(*row)
+
+    def check_in(self, lock_id: str, now: datetime) -> QueueStatus:
+        with self._sessions() as session, session.begin():
+            registration = session.scalar(select(HisRegistration).where(HisRegistration.lock_id == lock_id))
+            if registration is None:
+                raise RegistrationRefused(f"no registration for lock {lock_id}")
+            slot = session.get(HisSlot, registration.slot_id)
+            assert slot is not None
+            opens_at, closes_at = self.his_rules.checkin_window(slot.starts_at)
+            if registration.status == "CANCELLED":
+                raise CheckInRefused("REGISTRATION_CANCELLED", opens_at, closes_at)
+            if registration.status == "BOOKED":
+                if now < opens_at:
+                    raise CheckInRefused("CHECKIN_TOO_EARLY", opens_at, closes_at)
+                if now > closes_at:
+                    raise CheckInRefused("CHECKIN_TOO_LATE", opens_at, closes_at)
+                session.execute(update(HisRegistration).where(HisRegistration.id == registration.id,
+                                                              HisRegistration.status == "BOOKED")
+                                .values(status="CHECKED_IN", checked_in_at=now))
+            session.flush()
+            session.refresh(registration)
+            return _queue_status(session, registration)
+
+    def queue_status(self, lock_id: str) -> QueueStatus:
+        with self._sessions() as session:
+            registration = session.scalar(select(HisRegistration).where(HisRegistration.lock_id == lock_id))
+            if registration is None:
+                raise RegistrationRefused(f"no registration for lock {lock_id}")
+            return _queue_status(session, registration)
+
+    def call_next(self, dept_code: str, doctor_code: str, day: date, now: datetime) -> str | None:
+        """The doctor calls the next checked-in patient in (the reference HIS's clinic screen, for demos and
+        tests); returns the visit code called, or None when nobody waits."""
+        with self._sessions() as session, session.begin():
+            registration = session.scalar(select(HisRegistration).where(
+                HisRegistration.dept_code == dept_code, HisRegistration.doctor_code == doctor_code,
+                HisRegistration.day == day, HisRegistration.status == "CHECKED_IN")
+                .order_by(HisRegistration.queue_no).limit(1))
+            if registration is None:
+                return None
+            registration.status, registration.seen_at = "SEEN", now
+            return registration.visit_code
+
+    # --- documents ------------------------------------------------------------------------------------------
+
+    def list_documents(self, patient_id: str) -> list[Document]:
+        with self._sessions() as session:
+            names = dict(session.execute(select(HisDepartment.code, HisDepartment.name)).all())
+            documents = [_lab_document(session, row, names) for row in session.scalars(
+                select(HisLabReport).where(HisLabReport.patient_id == patient_id))]
+            documents += [_imaging_document(row, names) for row in session.scalars(
+                select(HisImagingReport).where(HisImagingReport.patient_id == patient_id))]
+            documents += [_record_document(session, row, names) for row in session.scalars(
+                select(HisMedicalRecord).where(HisMedicalRecord.patient_id == patient_id))]
+            documents += [_invoice_document(row) for row in session.scalars(
+                select(HisInvoice).where(HisInvoice.patient_id == patient_id))]
+        return sorted(documents, key=lambda d: (d.created_at, d.doc_no), reverse=True)
+
+    def get_document(self, kind: str, doc_no: str) -> Document | None:
+        table = _DOCUMENT_TABLES.get(kind)
+        if table is None:
+            return None
+        with self._sessions() as session:
+            row = session.get(table, doc_no)
+            if row is None:
+                return None
+            names = dict(session.execute(select(HisDepartment.code, HisDepartment.name)).all())
+            if kind == "lab":
+                return _lab_document(session, row, names)
+            if kind == "imaging":
+                return _imaging_document(row, names)
+            if kind == "record":
+                return _record_document(session, row, names)
+            return _invoice_document(row)
+
+    def issue_invoice(self, order_ref: str, patient_id: str, title: str, lines: list[InvoiceLine],
+                      now: datetime) -> Document:
+        try:
+            with self._sessions() as session, session.begin():
+                row = session.scalar(select(HisInvoice).where(HisInvoice.order_ref == order_ref))
+                if row is None:
+                    row = HisInvoice(
+                        invoice_no=_invoice_no(order_ref), order_ref=order_ref, patient_id=patient_id, title=title,
+                        amount_fen=sum(line.amount_fen for line in lines), issued_at=now, printed_count=0,
+                        items=json.dumps([{"name": line.name, "category": line.category,
+                                           "amount_fen": line.amount_fen} for line in lines], ensure_ascii=False))
+                    session.add(row)
+                    session.flush()
+                return _invoice_document(row)
+        except IntegrityError:  # issued by a concurrent request meanwhile: that one is the invoice
+            with self._sessions() as session:
+                row = session.scalar(select(HisInvoice).where(HisInvoice.order_ref == order_ref))
+                if row is None:
+                    raise
+                return _invoice_document(row)
+
+    def record_print(self, kind: str, doc_no: str, print_ref: str, limit: int) -> int:
+        table = _DOCUMENT_TABLES.get(kind)
+        if table is None:
+            raise DocumentNotFound(f"unknown kind {kind}")
+        key = table.__mapper__.primary_key[0]
+        with self._sessions() as session, session.begin():
+            done = session.get(HisPrintLog, print_ref)
+            if done is not None:
+                return done.count_after
+            row = session.get(table, doc_no)
+            if row is None:
+                raise DocumentNotFound(f"no {kind} document {doc_no}")
+            counted = session.execute(update(table).where(key == doc_no, table.printed_count < limit)
+                                      .values(printed_count=table.printed_count + 1))
+            if counted.rowcount != 1:
+                raise PrintLimitReached(row.printed_count, limit)
+            count = session.scalar(select(table.printed_count).where(key == doc_no))
+            session.add(HisPrintLog(print_ref=print_ref, kind=kind, doc_no=doc_no, count_after=count))
+            return int(count)
+
+
+_DOCUMENT_TABLES: dict[str, type[HisLabReport] | type[HisImagingReport] | type[HisMedicalRecord] | type[HisInvoice]] = {
+    "lab": HisLabReport, "imaging": HisImagingReport, "record": HisMedicalRecord, "invoice": HisInvoice}
+
+
+def _invoice_no(order_ref: str) -> str:
+    """Twenty digits derived from the order: an invoice number is never minted twice for one order."""
+    digest = int.from_bytes(hashlib.sha256(order_ref.encode("utf-8")).digest()[:10], "big")
+    return f"{digest % 10**20:020d}"
+
+
+def _lab_document(session: Session, row: HisLabReport, names: dict[str, str]) -> Document:
+    results = session.scalars(select(HisLabResult).where(HisLabResult.report_no == row.report_no)
+                              .order_by(HisLabResult.id))
+    return Document("lab", row.report_no, row.patient_id, row.title, names.get(row.dept_code, row.dept_code),
+                    row.collected_at, row.reported_at, row.printed_count, detail=row.specimen,
+                    results=tuple(LabValue(r.code, r.name, r.value, r.unit, r.reference_range, r.flag)
+                                  for r in results))
+
+
+def _imaging_document(row: HisImagingReport, names: dict[str, str]) -> Document:
+    return Document("imaging", row.report_no, row.patient_id, row.title, names.get(row.dept_code, row.dept_code),
+                    row.examined_at, row.reported_at, row.printed_count, detail=row.modality,
+                    sections=(("检查所见 Findings", row.findings), ("诊断意见 Impression", row.impression)))
+
+
+def _record_document(session: Session, row: HisMedicalRecord, names: dict[str, str]) -> Document:
+    doctor = session.get(HisDoctor, row.doctor_code)
+    return Document("record", row.record_no, row.patient_id, "门诊病历摘要 Outpatient record summary",
+                    names.get(row.dept_code, row.dept_code), row.visited_at, row.visited_at, row.printed_count,
+                    detail=doctor.name if doctor else row.doctor_code,
+                    sections=(("主诉 Chief complaint", row.complaint), ("诊断 Diagnosis", row.diagnosis),
+                              ("处理意见 Advice", row.advice)))
+
+
+def _invoice_document(row: HisInvoice) -> Document:
+    lines = tuple(InvoiceLine(item["name"], item["category"], int(item["amount_fen"]))
+                  for item in json.loads(row.items))
+    return Document("invoice", row.invoice_no, row.patient_id, row.title, "", row.issued_at, row.issued_at,
+                    row.printed_count, detail=row.order_ref, lines=lines, amount_fen=row.amount_fen)
+
+
+def _registration_query():  # type: ignore[no-untyped-def]
+    return (select(HisRegistration, HisSlot, HisDepartment.name, HisDoctor.name)
+            .join(HisSlot, HisSlot.id == HisRegistration.slot_id)
+            .join(HisDepartment, HisDepartment.code == HisRegistration.dept_code)
+            .join(HisDoctor, HisDoctor.code == HisRegistration.doctor_code))
+
+
+def _registration_record(row: HisRegistration, slot: HisSlot, dept_name: str, doctor_name: str) -> RegistrationRecord:
+    return RegistrationRecord(
+        lock_id=row.lock_id, visit_code=row.visit_code, patient_id=row.patient_id, dept_code=row.dept_code,
+        dept_name=dept_name, doctor_code=row.doctor_code, doctor_name=doctor_name, day=row.day, start=slot.start,
+        end=slot.end, starts_at=slot.starts_at, queue_no=row.queue_no, location=row.location, fee_fen=row.fee_fen,
+        status=row.status, created_at=row.created_at, checked_in_at=row.checked_in_at)
+
+
+def _queue_status(session: Session, registration: HisRegistration) -> QueueStatus:
+    """Checked-in patients are seen in number order; the wait is the patients ahead times the doctor's usual
+    minutes per patient."""
+    position = ahead = wait = None
+    if registration.status == "CHECKED_IN":
+        ahead = int(session.scalar(select(func.count()).select_from(HisRegistration).where(
+            HisRegistration.dept_code == registration.dept_code,
+            HisRegistration.doctor_code == registration.doctor_code, HisRegistration.day == registration.day,
+            HisRegistration.status == "CHECKED_IN", HisRegistration.queue_no < registration.queue_no)) or 0)
+        position = ahead + 1
+        minutes = session.scalar(select(HisDoctor.minutes_per_patient).where(
+            HisDoctor.code == registration.doctor_code)) or 10
+        wait = ahead * int(minutes)
+    return QueueStatus(visit_code=registration.visit_code, status=registration.status,
+                       queue_no=registration.queue_no, location=registration.location, position=position,
+                       ahead=ahead, estimated_wait_minutes=wait, checked_in_at=registration.checked_in_at)
+
+
 
 #: Where the patient goes for each kind of item, and the catalogue class of items the demo catalogue lists
 #: as 乙类 (B) or 丙类 (C); everything else is 甲类 (A). A real HIS sends both with the bill.
@@ -307,7 +575,8 @@ def _patient(row: HisPatient) -> Patient:
 
 def _department(row: HisDepartment, remaining: int) -> Department:
     return Department(code=row.code, name=row.name, name_en=row.name_en, category=row.category,
-                      location=row.location, location_en=row.location_en, remaining=max(remaining, 0))
+                      location=row.location, location_en=row.location_en, remaining=max(remaining, 0),
+                      clinic_type=row.clinic_type or "general")
 
 
 def _doctor(row: HisDoctor, remaining: int) -> Doctor:

@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from central.crypto import FieldCipher
 from central.his.adapter import Hospital
 from central.his.reference import id_number_index
-from central.his.tables import (HisBill, HisBillItem, HisDepartment, HisDoctor, HisDoctorDepartment, HisLabReport,
-                                HisLabResult, HisPatient, HisSessionTemplate)
+from central.his.pinyin import name_initials
+from central.his.tables import (HisBill, HisBillItem, HisDepartment, HisDoctor, HisDoctorDepartment,
+                                HisImagingReport, HisLabReport, HisLabResult, HisMedicalRecord, HisPatient,
+                                HisSessionTemplate)
 from drivers.idcard.idnumber import check_digit
 
 HOSPITAL = Hospital(name="示范市人民医院", name_en="Demo City People's Hospital",
@@ -185,6 +187,9 @@ def seed_reference_his(sessions: sessionmaker[Session], cipher: FieldCipher, tz:
         patients = _seed_patients(session, rng, cipher)
         session.flush()
         _seed_bills_and_reports(session, rng, patients, tz, today)
+        session.flush()
+        # Added later than the rest: a generator of its own keeps everything above exactly as it was.
+        _seed_clinics_and_documents(session, random.Random(seed + 8), doctors, patients, tz, today)
     return True
 
 
@@ -218,7 +223,7 @@ def _seed_departments_and_doctors(session: Session, rng: random.Random) -> dict[
             title, title_en, fee = TITLES[title_index]
             specialty = "、".join(rng.sample(SPECIALTIES[code], 2))
             session.add(HisDoctor(code=doctor_code, name=doctor_name, title=title, title_en=title_en,
-                                  specialty=specialty, fee_fen=fee))
+                                  specialty=specialty, fee_fen=fee, initials=name_initials(doctor_name)))
             members[code].append(doctor_code)
     session.flush()
     for home, second in SECOND_SEATS:
@@ -332,3 +337,83 @@ def _seed_bills_and_reports(session: Session, rng: random.Random, patients: list
                     value, flag = _lab_value(rng, low, high)
                     session.add(HisLabResult(report_no=report.report_no, code=code, name=name, value=value, unit=unit,
                                              reference_range=f"{low:g}-{high:g}", flag=flag))
+
+
+# Clinics patients look for separately (K3): code, name, English name, clinic type, location, English location,
+# the departments whose chief physicians sit in it, and its weekly sessions (weekday, start, end, slot minutes).
+SPECIAL_CLINICS: list[tuple[str, str, str, str, str, str, list[str], list[tuple[int, str, str, int]]]] = [
+    ("TXMZ", "特需门诊", "Special-needs clinic", "special", "门诊楼8层 特需诊区", "Outpatient Bldg 8F, Special clinic",
+     ["XXG", "SJNK", "GK", "FK", "XHK"], [(weekday, "18:00", "20:00", 30) for weekday in range(5)]),
+    ("MDT", "多学科联合门诊", "Multidisciplinary (MDT) clinic", "mdt", "门诊楼8层 MDT诊室",
+     "Outpatient Bldg 8F, MDT room", ["ZLK", "XXWK", "HXK"], [(2, "18:00", "21:00", 60), (5, "14:00", "17:00", 60)]),
+]
+
+# modality, title, findings, impression (normal and abnormal wording)
+IMAGING: list[tuple[str, str, str, str]] = [
+    ("DR", "胸部X线摄影（正位）", "双肺纹理清晰，未见明显实变影。心影大小形态正常。双侧膈面光整，肋膈角锐利。",
+     "心肺膈未见明显异常。"),
+    ("US", "腹部彩色多普勒超声", "肝脏大小形态正常，实质回声均匀。胆囊壁光滑，腔内未见异常回声。胰、脾未见异常。",
+     "肝胆胰脾未见明显异常。"),
+    ("CT", "头颅CT平扫", "脑实质内未见异常密度影，脑室系统大小形态正常，中线结构居中。", "颅内未见明显异常。"),
+    ("CT", "胸部CT平扫", "右肺上叶见一磨玻璃结节，直径约6mm，边界清。余肺野未见实变。纵隔淋巴结不大。",
+     "右肺上叶磨玻璃结节，建议12个月后复查。"),
+]
+
+# department, chief complaint, diagnosis, advice
+RECORDS: list[tuple[str, str, str, str]] = [
+    ("XXG", "反复头晕2月，血压最高160/95mmHg", "原发性高血压（2级）", "低盐饮食，硝苯地平控释片30mg 每日一次，2周后复诊"),
+    ("NFM", "口干多饮1月", "2型糖尿病", "二甲双胍缓释片0.5g 每日两次，控制饮食，1月后复查空腹血糖"),
+    ("HXK", "咳嗽咳痰1周", "急性支气管炎", "多饮水，阿莫西林胶囊0.5g 每日三次，症状加重随诊"),
+    ("XHK", "上腹痛伴反酸2周", "胃食管反流病", "奥美拉唑肠溶胶囊20mg 每日一次，避免睡前进食"),
+    ("GK", "右膝关节疼痛3月", "右膝骨关节炎", "减少负重，理疗，必要时复诊"),
+]
+
+
+def _seed_clinics_and_documents(session: Session, rng: random.Random, members: dict[str, list[str]],
+                                patients: list[HisPatient], tz: ZoneInfo, today: date) -> None:
+    """The special-needs and MDT clinics, each doctor's minutes per patient, imaging reports and medical-record
+    summaries. The demo patient gets one imaging report ready, one not ready yet, and two record summaries."""
+    for doctor in session.scalars(select(HisDoctor).order_by(HisDoctor.code)):
+        doctor.minutes_per_patient = rng.choice((6, 8, 10, 12, 15))
+    for order, (code, name, name_en, clinic_type, location, location_en, homes, sessions) in enumerate(
+            SPECIAL_CLINICS, start=len(DEPARTMENTS)):
+        session.add(HisDepartment(code=code, name=name, name_en=name_en, category=name, location=location,
+                                  location_en=location_en, sort_order=order, clinic_type=clinic_type))
+        session.flush()
+        chiefs = [members[home][0] for home in homes]
+        for doctor_code in chiefs:
+            session.add(HisDoctorDepartment(doctor_code=doctor_code, dept_code=code))
+        for number, (weekday, start, end, minutes) in enumerate(sessions):
+            session.add(HisSessionTemplate(dept_code=code, doctor_code=chiefs[(weekday + number) % len(chiefs)],
+                                           weekday=weekday, start=start, end=end, slot_minutes=minutes,
+                                           capacity=1 if clinic_type == "mdt" else 2))
+    outpatient = [d[0] for d in DEPARTMENTS if d[0] != "JZNK"]
+    imaging_number = record_number = 0
+    for index, patient in enumerate(patients):
+        studies: list[tuple[int, datetime, datetime]] = []
+        if index == 0:
+            examined = datetime.combine(today - timedelta(days=3), time(10, 0), tzinfo=tz)
+            studies.append((0, examined, examined + timedelta(hours=4)))
+            examined = datetime.combine(today, time(8, 30), tzinfo=tz)
+            studies.append((1, examined, datetime.combine(today + timedelta(days=1), time(16, 0), tzinfo=tz)))
+        elif rng.random() < 0.15:
+            examined = datetime.combine(today - timedelta(days=rng.randint(1, 10)),
+                                        time(rng.randint(8, 16), rng.randint(0, 59)), tzinfo=tz)
+            studies.append((rng.randrange(len(IMAGING)), examined, examined + timedelta(hours=rng.randint(2, 24))))
+        for study, examined, reported in studies:
+            imaging_number += 1
+            modality, title, findings, impression = IMAGING[study]
+            session.add(HisImagingReport(report_no=f"IMG{imaging_number:07d}", patient_id=patient.patient_id,
+                                         dept_code=rng.choice(outpatient), modality=modality, title=title,
+                                         findings=findings, impression=impression, examined_at=examined,
+                                         reported_at=reported, printed_count=0))
+        visits = [0, 1] if index == 0 else ([rng.randrange(len(RECORDS))] if rng.random() < 0.2 else [])
+        for visit in visits:
+            record_number += 1
+            dept, complaint, diagnosis, advice = RECORDS[visit]
+            visited = datetime.combine(today - timedelta(days=rng.randint(5, 60)),
+                                       time(rng.randint(8, 16), rng.randint(0, 59)), tzinfo=tz)
+            session.add(HisMedicalRecord(record_no=f"MR{record_number:08d}", patient_id=patient.patient_id,
+                                         dept_code=dept, doctor_code=members[dept][0], visited_at=visited,
+                                         complaint=complaint, diagnosis=diagnosis, advice=advice,
+                                         printed_count=0))

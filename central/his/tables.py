@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from central.crypto import EncryptedText
@@ -24,6 +24,9 @@ class HisDepartment(Base):
     location: Mapped[str] = mapped_column(String(200))
     location_en: Mapped[str] = mapped_column(String(200))
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    #: "general", "special" (特需门诊: chosen senior doctors, higher fees) or "mdt" (多学科联合门诊: a team sees
+    #: the patient together). Patients look for these separately, so the kiosk filters on it.
+    clinic_type: Mapped[str] = mapped_column(String(16), default="general", server_default="general")
 
 
 class HisDoctor(Base):
@@ -35,6 +38,11 @@ class HisDoctor(Base):
     title_en: Mapped[str] = mapped_column(String(64))
     specialty: Mapped[str] = mapped_column(String(200))
     fee_fen: Mapped[int] = mapped_column(Integer)
+    #: Pinyin initials of the name (李秀英 -> LXY), what patients type on a kiosk's letter keyboard to find a
+    #: doctor; kept as a column so the search is an indexed prefix match.
+    initials: Mapped[str | None] = mapped_column(String(16), index=True)
+    #: The doctor's usual minutes per patient, from which the queue's waiting time is estimated.
+    minutes_per_patient: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
 
 
 class HisDoctorDepartment(Base):
@@ -121,9 +129,12 @@ class HisRegistration(Base):
     location: Mapped[str] = mapped_column(String(200))
     payment_ref: Mapped[str] = mapped_column(String(64))
     fee_fen: Mapped[int] = mapped_column(Integer)
-    # BOOKED → CHECKED_IN (the patient reported at the clinic) or CANCELLED (退号: the place goes back).
+    # BOOKED → CHECKED_IN (the patient reported at the clinic) → SEEN (the doctor called them in);
+    # BOOKED → CANCELLED (退号: the place goes back).
     status: Mapped[str] = mapped_column(String(16), default="BOOKED", server_default="BOOKED")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class HisPatient(Base):
@@ -196,3 +207,64 @@ class HisLabResult(Base):
     unit: Mapped[str] = mapped_column(String(32))
     reference_range: Mapped[str] = mapped_column(String(32))
     flag: Mapped[str] = mapped_column(String(2), default="")  # "" | H | L
+
+
+class HisImagingReport(Base):
+    """An imaging (检查) report: free text written by the radiologist, unlike a lab report's result table."""
+
+    __tablename__ = "his_imaging_reports"
+
+    report_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("his_patients.patient_id"), index=True)
+    dept_code: Mapped[str] = mapped_column(ForeignKey("his_departments.code"))
+    modality: Mapped[str] = mapped_column(String(16))  # DR | CT | MR | US
+    title: Mapped[str] = mapped_column(String(100))
+    findings: Mapped[str] = mapped_column(Text)
+    impression: Mapped[str] = mapped_column(Text)
+    examined_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime())  # in the future: not ready, expected then
+    printed_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class HisMedicalRecord(Base):
+    """An outpatient medical-record summary (门诊病历). The clinical text is encrypted like the patient's
+    personal fields: a diagnosis is as personal as an address."""
+
+    __tablename__ = "his_medical_records"
+
+    record_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("his_patients.patient_id"), index=True)
+    dept_code: Mapped[str] = mapped_column(ForeignKey("his_departments.code"))
+    doctor_code: Mapped[str] = mapped_column(ForeignKey("his_doctors.code"))
+    visited_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    complaint: Mapped[str] = mapped_column(EncryptedText("his_medical_records.complaint"))
+    diagnosis: Mapped[str] = mapped_column(EncryptedText("his_medical_records.diagnosis"))
+    advice: Mapped[str] = mapped_column(EncryptedText("his_medical_records.advice"))
+    printed_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class HisInvoice(Base):
+    """An outpatient e-invoice (门诊电子票据), one per paid order; ``order_ref`` makes issuing idempotent."""
+
+    __tablename__ = "his_invoices"
+
+    invoice_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    order_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("his_patients.patient_id"), index=True)
+    title: Mapped[str] = mapped_column(String(100))
+    amount_fen: Mapped[int] = mapped_column(Integer)
+    items: Mapped[str] = mapped_column(Text)  # JSON list of {name, category, amount_fen}
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    printed_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class HisPrintLog(Base):
+    """Each counted print once: ``print_ref`` is the caller's reference, so a repeated report counts once."""
+
+    __tablename__ = "his_print_log"
+
+    print_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    doc_no: Mapped[str] = mapped_column(String(32))
+    count_after: Mapped[int] = mapped_column(Integer)
+    printed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

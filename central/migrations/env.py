@@ -8,6 +8,7 @@ from sqlalchemy import engine_from_config, pool
 import central.his.tables  # noqa: F401  (registers the his_ tables on the metadata)
 import central.fleet.models  # noqa: F401
 import central.models  # noqa: F401
+import central.records_models  # noqa: F401
 import central.staff.models  # noqa: F401
 from central.db import Base
 

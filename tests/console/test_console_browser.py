@@ -2,8 +2,8 @@
 real ``kiosk-central demo-fleet`` process with 100 simulated terminals.
 
 Logs in with a TOTP code computed from the secret ``add-staff`` printed, sees the 100 tiles, puts one simulated
-receipt printer out of paper and watches its tile turn red, sends "restart app" and watches the command reach
-EXECUTED. Screenshots (laptop and phone widths) go to a directory the test prints; the final ones are copied
+receipt printer out of paper and measures that its tile turns red within one heartbeat interval, sends
+"restart app" and watches the command reach EXECUTED. Screenshots (laptop and phone widths) go to a directory the test prints; the final ones are copied
 to ``docs/screenshots/console-*.png``.
 """
 from __future__ import annotations
@@ -22,12 +22,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from central.fleet.demo import FAULT_FILE_CHECK_SECONDS
 from central.staff import totp
 
 ROOT = Path(__file__).resolve().parents[2]
 KIOSK_CENTRAL = [sys.executable, "-m", "central.cli"]
 HEARTBEAT_S = 3.0
-FAULT_FILE_CHECK_S = 10.0  # the demo fleet reads its fault file this often
+# Slack on top of the requirement's bound for what is not the fleet's doing: the fleet-page request of
+# 100 terminals, the ingest of the beat, drawing the page, a loaded test machine.
+SLACK_S = 2.0
 TERMINALS = 100
 LAPTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -156,11 +159,19 @@ def test_it_staff_watch_the_fleet_and_restart_an_app(demo: DemoFleet, shots: Pat
             victim = "SIM-0037"
             tile = page.locator(f'.tile[data-terminal="{victim}"]')
             expect(tile).to_have_attribute("data-colour", "green")
+            # "Its tile turns red within one heartbeat interval": the printer's next beat is at most one
+            # interval away and carries paper out; the page shows it at its next poll. So the bound, from
+            # the moment the fault is set, is one interval + the page's polling period + the demo fleet's
+            # fault-file check (0.25 s, standing in for the printer noticing) + SLACK_S.
+            poll_s = int(page.locator("section.fleet").get_attribute("data-interval")) / 1000
+            bound = HEARTBEAT_S + poll_s + FAULT_FILE_CHECK_SECONDS + SLACK_S
+            set_at = time.monotonic()
             demo.inject(f"{victim}=paper_out")
-            # The demo fleet reads its fault file every FAULT_FILE_CHECK_S; from then on the simulated printer
-            # reports paper out at its next beat, and the page polls twice per interval.
-            expect(tile).to_have_attribute("data-colour", "red",
-                                           timeout=(FAULT_FILE_CHECK_S + HEARTBEAT_S * 2 + 5) * 1000)
+            expect(tile).to_have_attribute("data-colour", "red", timeout=bound * 1000)
+            took = time.monotonic() - set_at
+            print(f"\npaper out -> red tile in {took:.2f} s (bound {bound:.2f} s: interval {HEARTBEAT_S} s "
+                  f"+ page poll {poll_s} s + fault-file check {FAULT_FILE_CHECK_SECONDS} s + slack {SLACK_S} s)")
+            assert took <= bound
             expect(tile.locator(".tile-paper")).to_have_text("缺纸")
             expect(page.locator("#n-red")).to_have_text("1")
             page.screenshot(path=str(shots / "fleet-laptop-paper-out.png"), full_page=True)

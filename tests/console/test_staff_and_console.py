@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from central.fleet import service as fleet
+from central.fleet.models import FleetAlert
 from central.services import Services
 from central.staff import accounts, login, passwords
 from central.staff.audit import list_audit
@@ -258,3 +259,20 @@ def test_no_secret_reaches_the_log(svc: Services, client: TestClient, clock: Clo
     for secret in (alice.password, alice.secret, token):
         assert secret not in text
     assert not re.search(r"csrf_token='", repr(login.resolve(svc, token)))
+
+
+def test_alerts_are_shown_in_the_fleet_layers_chinese_and_english(svc: Services, client: TestClient, clock: Clock,
+                                                                   make_staff) -> None:
+    terminal = add_terminals(svc, 1)[0]
+    beat(client, terminal, clock, paper="out")
+    assert log_in(client, make_staff("alice", "it"), clock).status_code == 303
+    [alert] = fleet.list_alerts(svc, status="open")
+    with svc.sessions.begin() as session:  # the page shows what the fleet layer wrote, not a guess from the key
+        session.get(FleetAlert, alert.id).message_zh = "凭条打印机缺纸（测试文字）"
+    page = client.get("/console/alerts").text
+    assert "凭条打印机缺纸（测试文字）" in page and "Receipt printer: paper out" in page
+    detail = client.get(f"/console/terminals/{terminal.terminal_id}").text
+    assert "凭条打印机缺纸（测试文字）" in detail
+    with svc.sessions.begin() as session:  # an alert from before Chinese texts were stored: its English
+        session.get(FleetAlert, alert.id).message_zh = ""
+    assert "Receipt printer: paper out" in client.get("/console/alerts").text

@@ -30,6 +30,13 @@ class Terminal:
     pids: Path
     marker: Path
     terminal_id: str
+    config: Path  # the stand-in kiosk's kiosk.toml
+    intents: Path  # what the kiosk app posted to its workflow runner, one JSON a line
+
+    def posted(self) -> list[dict[str, object]]:
+        if not self.intents.exists():
+            return []
+        return [json.loads(line) for line in self.intents.read_text(encoding="utf-8").splitlines() if line]
 
     def steer(self, **control: object) -> None:
         self.control.write_text(json.dumps(control))
@@ -57,14 +64,17 @@ def terminal(live: LiveCentral, tmp_path: Path) -> Iterator[Terminal]:
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "kiosk.log").write_text("2026-12-01 10:00:00 INFO started\n")
-    kiosk_cmd = f"{sys.executable} -m tests.fleet.fake_kiosk --control {control} --pids {pids}"
+    config, intents = tmp_path / "kiosk.toml", tmp_path / "intents.jsonl"
+    config.write_text(KIOSK_TOML.format(idle=90, poll=2.0, name="自助服务"), encoding="utf-8")
+    kiosk_cmd = (f"{sys.executable} -m tests.fleet.fake_kiosk --control {control} --pids {pids} "
+                 f"--config {config} --intents {intents}")
     agent = subprocess.Popen(
         [sys.executable, "-m", "fleet_agent", "--credentials", str(creds), "--data-dir", str(tmp_path / "agent"),
          "--kiosk-cmd", kiosk_cmd, "--link-port", str(free_port()), "--interval", "0.5", "--hang-seconds", "2",
          "--start-grace", "20", "--reboot-cmd", f"touch {marker}", "--log-dir", str(logs)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).parents[2],
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    term = Terminal(live, agent, control, pids, marker, kiosk.terminal_id)
+    term = Terminal(live, agent, control, pids, marker, kiosk.terminal_id, config, intents)
     yield term
     agent.send_signal(signal.SIGTERM)
     try:
@@ -77,6 +87,14 @@ def terminal(live: LiveCentral, tmp_path: Path) -> Iterator[Terminal]:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+KIOSK_TOML = """credentials = "credentials.json"
+data_dir = "kiosk-data"
+hospital_name = "{name}"
+idle_seconds = {idle}
+device_poll_seconds = {poll}
+"""
 
 
 def finished(live: LiveCentral, command_id: int) -> service.CommandView | None:
@@ -176,3 +194,48 @@ def test_beats_wait_out_a_server_outage_and_arrive_in_order(terminal: Terminal, 
     finally:
         back.stop()
         terminal.live = live
+
+
+def test_maintenance_and_reload_are_carried_out_by_the_kiosk_app(terminal: Terminal) -> None:
+    live, tid = terminal.live, terminal.terminal_id
+    wait_until(lambda: terminal.app_pids() and service.list_terminals(live.svc)[0].status == "ok", 30)
+    first = terminal.app_pids()[0]
+
+    on = service.issue_command(live.svc, tid, "maintenance_on", actor="it.li")
+    done = wait_until(lambda: finished(live, on.id), 20)
+    assert done.status == "EXECUTED" and "maintenance on" in done.result
+    posted = [i for i in terminal.posted() if i["intent"] == "maintenance"]
+    assert posted[0]["on"] is True and posted[0]["pid"] == first
+    assert "维护" in str(posted[0]["reason_zh"]) and "maintenance" in str(posted[0]["reason_en"])
+    wait_until(lambda: service.list_terminals(live.svc)[0].status == "maintenance", 15)
+
+    # The watchdog restarts a killed app; the new one comes up serving, and the agent tells it again.
+    os.kill(first, signal.SIGKILL)
+    second = wait_until(lambda: terminal.app_pids()[1:], 30)[0]
+    wait_until(lambda: [i for i in terminal.posted() if i["intent"] == "maintenance" and i["pid"] == second
+                        and i["on"] is True], 30)
+    wait_until(lambda: service.list_terminals(live.svc)[0].status == "maintenance", 15)
+
+    off = service.issue_command(live.svc, tid, "maintenance_off", actor="it.li")
+    assert wait_until(lambda: finished(live, off.id), 20).status == "EXECUTED"
+    assert terminal.posted()[-1]["intent"] == "maintenance" and terminal.posted()[-1]["on"] is False
+    wait_until(lambda: service.list_terminals(live.svc)[0].status == "ok", 15)
+
+    # A run-time key is taken over in place: EXECUTED, the app not restarted.
+    terminal.config.write_text(KIOSK_TOML.format(idle=45, poll=1.0, name="自助服务"), encoding="utf-8")
+    reload = service.issue_command(live.svc, tid, "reload_config", actor="it.li")
+    done = wait_until(lambda: finished(live, reload.id), 20)
+    assert done.status == "EXECUTED", done.result
+    assert "idle_seconds 90 → 45" in done.result and "device_poll_seconds 2 → 1" in done.result
+    # A start-up key is named in a FAILED answer; the run-time one beside it is still applied; no restart.
+    terminal.config.write_text(KIOSK_TOML.format(idle=60, poll=1.0, name="第一医院"), encoding="utf-8")
+    reload = service.issue_command(live.svc, tid, "reload_config", actor="it.li")
+    done = wait_until(lambda: finished(live, reload.id), 20)
+    assert done.status == "FAILED"
+    assert "idle_seconds 45 → 60" in done.result and "hospital_name" in done.result and "restart" in done.result
+    # A broken file changes nothing and says why.
+    terminal.config.write_text("idle_seconds = [", encoding="utf-8")
+    reload = service.issue_command(live.svc, tid, "reload_config", actor="it.li")
+    done = wait_until(lambda: finished(live, reload.id), 20)
+    assert done.status == "FAILED" and "not valid TOML" in done.result
+    assert terminal.app_pids() == [first, second]

@@ -4,6 +4,7 @@ forged terminals, /metrics."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -62,12 +63,17 @@ def test_paper_and_device_alerts_are_raised_acknowledged_and_resolved(client: Te
     beat(client, kiosk, beats(devices={"receipt_printer": {"status": "degraded", "reason": "paper_low"}}))
     [low] = service.list_alerts(svc, status="active")
     assert (low.rule, low.key, low.severity) == ("paper", "paper_low:receipt_printer", "warning")
+    assert (low.message_zh, low.message_en) == ("凭条打印机纸将尽", "Receipt printer: paper low")
     assert service.list_terminals(svc)[0].status == "degraded"
     clock.advance(10)
     beat(client, kiosk, beats(devices={"receipt_printer": {"status": "fault", "reason": "paper_out"},
                                        "id_card": {"status": "fault", "reason": "disconnected"}}))
     active = {a.key: a for a in service.list_alerts(svc, status="active")}
     assert set(active) == {"paper_out:receipt_printer", "device_fault:id_card"}
+    assert active["paper_out:receipt_printer"].message_zh == "凭条打印机缺纸"
+    fault = active["device_fault:id_card"]
+    assert (fault.message_zh, fault.message_en) == ("身份证阅读器故障：未连接",
+                                                    "ID-card reader in fault: disconnected")
     view = service.list_terminals(svc)[0]
     assert (view.status, view.paper, view.open_alerts) == ("fault", "out", 2)
     acked = service.acknowledge_alert(svc, active["device_fault:id_card"].id, "it.wang")
@@ -88,8 +94,12 @@ def test_error_spike_backlog_and_a_stopped_app(client: TestClient, svc: Services
                                                beats: BeatMaker) -> None:
     beat(client, kiosk, beats(errors=25, queue={"depth": 500, "oldest_age_s": 40.0},
                               app={"running": False}))
-    rules = sorted(a.rule for a in service.list_alerts(svc, status="open"))
-    assert rules == ["device_fault", "error_rate", "queue_backlog"]
+    alerts = {a.rule: a for a in service.list_alerts(svc, status="open")}
+    assert sorted(alerts) == ["device_fault", "error_rate", "queue_backlog"]
+    assert alerts["device_fault"].message_zh == "自助应用未运行"
+    assert alerts["error_rate"].message_zh == "一个心跳周期内出现 25 个错误"
+    assert (alerts["queue_backlog"].message_zh, alerts["queue_backlog"].message_en) == (
+        "离线队列积压 500 条消息，最早一条已等待 40 秒", "offline queue holds 500 messages, oldest 40 s")
     assert service.list_terminals(svc)[0].status == "fault"
 
 
@@ -105,6 +115,8 @@ def test_a_silent_terminal_goes_offline_with_an_alert_and_comes_back(client: Tes
     assert service.check_silent_terminals(svc) == (0, 1)  # one alert, not one per pass
     [silent] = service.list_alerts(svc, status="open")
     assert silent.rule == "silent" and silent.severity == "critical"
+    assert (silent.message_zh, silent.message_en) == ("超过 20 秒无心跳（离线）",
+                                                      "no heartbeat for more than 20 s")
     beat(client, kiosk, beats())
     assert service.get_alert(svc, silent.id).status == "resolved"
     assert service.list_terminals(svc)[0].status == "ok"
@@ -288,3 +300,31 @@ def test_usage_stats_count_visits_payments_and_failures_per_hour(svc: Services, 
     assert stats.by_terminal == {"KIOSK-037": {"visits": 3, "payments": 1, "failures": 1}}
     with pytest.raises(Invalid):
         service.usage_stats(svc, since=at, until=at)
+
+
+def test_the_demo_fleet_applies_its_fault_file_when_it_changes(tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    from central.fleet.demo import FaultFile
+    from fleet_agent.simulated import make_terminals
+
+    sims = make_terminals([("SIM-0001", "a"), ("SIM-0002", "b")])
+    by_id = {t.terminal_id: t for t in sims}
+    faults = FaultFile(tmp_path / "fleet-faults.txt", by_id)
+    assert faults.check() is False  # no file yet
+    faults.path.write_text("SIM-0001=paper_out\nSIM-0002=smoke\nSIM-0099=paper_out\n")
+    assert faults.check() is True
+    assert by_id["SIM-0001"].devices()["receipt_printer"]["reason"] == "paper_out"
+    assert by_id["SIM-0002"].faults == set()  # an unknown fault is refused by name, the others applied
+    assert "unknown fault 'smoke'" in caplog.text and "no simulated terminal SIM-0099" in caplog.text
+    assert faults.check() is False  # unchanged: not applied again
+    faults.path.write_text("SIM-0001=clear\n")
+    assert faults.check() is True and by_id["SIM-0001"].faults == set()
+    faults.path.write_text("no equals sign\n")
+    assert faults.check() is False and "ignored" in caplog.text
+
+
+def test_an_unknown_fault_reason_is_shown_as_it_is(client: TestClient, svc: Services, kiosk: Kiosk,
+                                                  beats: BeatMaker) -> None:
+    beat(client, kiosk, beats(devices={"fax": {"status": "fault", "reason": "toner_gone"}}))
+    [alert] = service.list_alerts(svc, status="open")
+    assert (alert.message_zh, alert.message_en) == ("fax故障：toner_gone", "fax in fault: toner_gone")
