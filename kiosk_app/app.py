@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import asdict
 from datetime import datetime
 from functools import partial
 from typing import Callable
@@ -37,6 +38,8 @@ from workflows.journal import Journal
 from workflows.recovery import recover
 from workflows.hub import ServiceHub
 from workflows.registration import SameDayRegistration, Timeouts
+from workflows.outpatient_payment import OutpatientPayment
+from workflows.service_base import Timeouts as ServiceTimeouts
 from workflows.services import catalogue
 from workflows.runner import WorkflowRunner
 from workflows.view import View
@@ -83,7 +86,13 @@ class Kiosk:
             return SameDayRegistration(self.backend, self.printer, self.journal, publish, terminal_id, timeouts,
                                        now=now, outbox=self.outbox)
 
-        self.hub = ServiceHub(catalogue({"registration": registration}), self.bridge.publish)
+        def outpatient_payment(publish: Callable[[View], None]) -> OutpatientPayment:
+            return OutpatientPayment(self.backend, self.printer, self.journal, publish, terminal_id,
+                                     ServiceTimeouts(**asdict(timeouts)), now=now, outbox=self.outbox,
+                                     qr_channel=config.payment_qr)
+
+        self.hub = ServiceHub(catalogue({"registration": registration, "outpatient_payment": outpatient_payment}),
+                              self.bridge.publish)
         self.workflow = self.hub.services["registration"]  # the service the end-to-end tests drive
         self.runner = WorkflowRunner(self.hub)
         self.log_tail = LogTail()

@@ -85,3 +85,23 @@ class HttpBackend:
 
     def cancel(self, order_no: str) -> Json:
         return self._call("POST", f"/orders/{order_no}/cancel")
+
+    # ---- outpatient payment (门诊缴费) and item refunds (退费) ----------------------------------------------
+
+    def bills(self, patient_id: str) -> list[Json]:
+        return self._call("GET", f"/patients/{patient_id}/bills")["bills"]
+
+    def create_bill_order(self, patient_id: str, bill_no: str, idempotency_key: str) -> Json:
+        return self._call("POST", "/bills", json={"patient_id": patient_id, "bill_no": bill_no,
+                                                  "idempotency_key": idempotency_key})
+
+    def presettle_insurance(self, order_no: str, credential: str, number: str) -> Json:
+        # `number` is the patient's insurance credential: it goes in the body, never into a URL or a log line.
+        return self._call("POST", f"/orders/{order_no}/insurance", json={"credential": credential,
+                                                                        "number": number})
+
+    def refund_items(self, order_no: str, item_ids: list[str]) -> Json:
+        return self._call("POST", f"/orders/{order_no}/refund-items", json={"item_ids": list(item_ids)})
+
+    def patient_orders(self, patient_id: str, kind: str = "bill") -> list[Json]:
+        return self._call("GET", f"/patients/{patient_id}/orders", params={"kind": kind})["orders"]

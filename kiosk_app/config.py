@@ -39,6 +39,8 @@ class KioskConfig:
     timezone: str = "Asia/Shanghai"  # the hospital's clock, whatever the terminal's OS is set to
     device_poll_seconds: float = 2.0  # how soon a printer out of paper switches its services off
     technician_pin_hash: str = ""  # `kiosk pin-hash`; empty: no diagnostic mode on the glass
+    # The QR the outpatient payment shows: "wechat_native", "alipay_native" or "aggregate" (either app pays it).
+    payment_qr: str = "wechat_native"
 
     @classmethod
     def load(cls, path: Path) -> "KioskConfig":
@@ -53,4 +55,5 @@ class KioskConfig:
                    fullscreen=raw.get("fullscreen", True), idle_seconds=float(raw.get("idle_seconds", 90)),
                    timezone=raw.get("timezone", cls.timezone),
                    device_poll_seconds=float(raw.get("device_poll_seconds", cls.device_poll_seconds)),
-                   technician_pin_hash=raw.get("technician_pin_hash", ""))
+                   technician_pin_hash=raw.get("technician_pin_hash", ""),
+                   payment_qr=raw.get("payment_qr", cls.payment_qr))

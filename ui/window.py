@@ -14,6 +14,8 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QStackedWidget, QVBoxLayout, 
 
 from ui import theme
 from ui.screens.base import Screen, Send
+from ui.screens.bills import (BillCheckoutScreen, BillDetailScreen, BillDoneScreen, BillPaymentScreen, BillsScreen,
+                              RefundConfirmScreen, RefundDoneScreen, RefundsScreen)
 from ui.screens.card import InsertCardScreen
 from ui.screens.choose import DepartmentsScreen, DoctorsScreen, SlotsScreen
 from ui.screens.confirm import ConfirmScreen
@@ -29,7 +31,13 @@ SCREENS: dict[str, type[Screen]] = {
     "doctors": DoctorsScreen, "slots": SlotsScreen, "confirm": ConfirmScreen, "payment": PaymentScreen,
     "busy": BusyScreen, "done": DoneScreen, "error": ErrorScreen,
     "diag_pin": DiagPinScreen, "diag": DiagScreen,
+    # outpatient payment (门诊缴费) and item refunds (退费)
+    "bills": BillsScreen, "bill_detail": BillDetailScreen, "bill_checkout": BillCheckoutScreen,
+    "bill_payment": BillPaymentScreen, "bill_done": BillDoneScreen, "refunds": RefundsScreen,
+    "refund_confirm": RefundConfirmScreen, "refund_done": RefundDoneScreen,
 }
+#: Screens with money in flight: Cancel there asks the server to close the order, and they show their own countdown.
+PAYMENT_SCREENS = ("payment", "bill_payment")
 WEEKDAYS = "一二三四五六日"
 
 
@@ -148,13 +156,13 @@ class KioskWindow(QWidget):
         self.patient.setText(view.patient)
         self.back_btn.setVisible(view.can_back)
         self.cancel_btn.setVisible(view.can_cancel)
-        self.cancel_btn.setText("取消支付  Cancel payment" if view.screen == "payment" else "取消  Cancel")
+        self.cancel_btn.setText("取消支付  Cancel payment" if view.screen in PAYMENT_SCREENS else "取消  Cancel")
         self._tick()
 
     def _tick(self) -> None:
         now = self.now()
         self.clock.setText(f"{now:%Y年%m月%d日} 星期{WEEKDAYS[now.weekday()]}  {now:%H:%M}")
-        if self.view.deadline is not None and self.view.screen not in ("payment",):
+        if self.view.deadline is not None and self.view.screen not in PAYMENT_SCREENS:
             left = max(0, int(self.view.deadline - time.monotonic()))
             self.countdown.setText(f"{left} 秒后自动返回首页" if left <= 30 else "")
         else:

@@ -223,3 +223,28 @@ def refund_items(order_no: str, body: RefundItemsRequest, svc: Svc, terminal: Te
     """退费: items not yet dispensed or performed go back along the original routes (insurance part too);
     executed items are refused with REFUND_AT_COUNTER naming them."""
     return _view(svc, bill_orders.refund_items(svc, terminal, order_no, body.item_ids))
+
+
+@router.get("/patients/{patient_id}/orders")
+def patient_orders(patient_id: str, svc: Svc, terminal: Terminal,
+                   kind: Annotated[Literal["bill"], Query(description="only bill orders are listed")] = "bill"
+                   ) -> dict[str, Any]:
+    """退费: today's (hospital time) paid bill orders this terminal took for the patient, newest first, with
+    their items and each item's status, so the kiosk can offer the items still refundable. Only this terminal's
+    orders: an order belongs to the terminal that took it (`orders.get_order`), so a bill paid elsewhere is
+    refunded at the counter."""
+    from datetime import datetime, time as day_time
+
+    from sqlalchemy import select
+
+    from central.models import Order, OrderStatus
+
+    if svc.his.get_patient(patient_id) is None:
+        raise ApiError(404, "PATIENT_NOT_FOUND", "未找到您的就诊档案", "No patient file found")
+    since = datetime.combine(svc.today(), day_time(0), tzinfo=svc.settings.tz)
+    with svc.sessions() as session:
+        found = list(session.scalars(select(Order).where(
+            Order.patient_id == patient_id, Order.kind == kind, Order.terminal_id == terminal,
+            Order.status.in_([OrderStatus.FULFILLED, OrderStatus.REFUNDED]), Order.created_at >= since)
+            .order_by(Order.created_at.desc(), Order.id.desc())))
+    return {"orders": [_view(svc, order) for order in found]}

@@ -130,3 +130,109 @@ class RecordingPrinter:
         if self.fail:
             raise OSError("paper out")
         self.documents.append(list(blocks))
+
+
+# ---- outpatient bills (门诊缴费) and item refunds (退费), with the server's rules -------------------------------
+
+VOUCHER = "ecXk3v9Q2mWJ7TzL0pRb5NfY8uHsAe1D"  # an insured person's 医保电子凭证 as the scanner reads it
+
+
+def demo_bills() -> list[dict[str, Any]]:
+    def item(item_id, category, name, amount, place):
+        return {"item_id": item_id, "category": category, "name": name, "amount_fen": amount,
+                "insurance_class": "A", "place": place, "place_en": "", "status": "PENDING"}
+    return [
+        {"bill_no": "B001", "status": "PENDING", "total_fen": 7700, "issued_at": "2026-11-23T09:10+08:00",
+         "department": {"code": "NK", "name": "内科"}, "doctor": {"code": "D01", "name": "王医生"},
+         "items": [item("11", "西药费", "阿莫西林胶囊", 3700, "门诊西药房 1–4 号窗口"),
+                   item("12", "化验费", "血常规", 2000, "检验科（门诊楼二楼）"),
+                   item("13", "检查费", "心电图检查", 2000, "医学影像科（医技楼一楼）")]},
+        {"bill_no": "B002", "status": "PENDING", "total_fen": 1200, "issued_at": "2026-11-23T10:40+08:00",
+         "department": {"code": "NK", "name": "内科"}, "doctor": {"code": "D01", "name": "王医生"},
+         "items": [item("21", "治疗费", "雾化吸入", 1200, "门诊治疗室（门诊楼一楼）")]},
+    ]
+
+
+class FakeBillBackend(FakeBackend):
+    """FakeBackend plus the bill endpoints: bill orders, the insurance split, item refunds, today's orders."""
+
+    def __init__(self, journal=None):
+        super().__init__(journal)
+        self.bill_table = {b["bill_no"]: b for b in demo_bills()}
+        self.executed: set[str] = set()  # item ids the pharmacy or lab already executed
+        self.insurance_down = False
+
+    def bills(self, patient_id):
+        self._call("bills", patient_id)
+        return [dict(b) for b in self.bill_table.values() if b["status"] == "PENDING"]
+
+    def create_bill_order(self, patient_id, bill_no, idempotency_key):
+        self._call("create_bill_order", patient_id, bill_no, idempotency_key)
+        if idempotency_key in self.keys:
+            return dict(self.orders[self.keys[idempotency_key]])
+        bill = self.bill_table[bill_no]
+        if bill["status"] != "PENDING":
+            raise BackendError("BILL_NOT_PAYABLE", "该缴费单已缴费或已作废", "This bill has been paid or withdrawn")
+        no = f"MZ{next(self._seq):04d}"
+        self.keys[idempotency_key] = no
+        self.orders[no] = {
+            "order_no": no, "kind": "bill", "status": "AWAITING_PAYMENT", "amount_fen": bill["total_fen"],
+            "self_pay_fen": bill["total_fen"], "payment_method": None, "insurance": None,
+            "patient_name_masked": "李*英", "department": dict(bill["department"]), "doctor": dict(bill["doctor"]),
+            "payment": None, "registration": None, "bill_no": bill_no,
+            "items": [dict(i, status="DUE") for i in bill["items"]]}
+        return dict(self.orders[no])
+
+    def presettle_insurance(self, order_no, credential, number):
+        self._call("presettle_insurance", order_no, credential)
+        if self.insurance_down:
+            raise BackendUnavailable("insurance: 503")
+        order = self.orders[order_no]
+        if number != VOUCHER:
+            raise BackendError("INSURANCE_CREDENTIAL_INVALID", "医保凭证无效，请重新出示", "Not valid")
+        fund = order["amount_fen"] * 6 // 10
+        order["insurance"] = {"state": "PRESETTLED", "amount_fen": fund, "name_masked": "李*英",
+                              "split": {"fund_fen": fund, "account_fen": 0,
+                                        "self_pay_fen": order["amount_fen"] - fund}}
+        order["self_pay_fen"] = order["amount_fen"] - fund
+        return dict(order)
+
+    def pay(self, order_no, channel, idempotency_key, auth_code=None):
+        order = self.orders[order_no]
+        if order.get("kind") == "bill" and order.get("insurance"):
+            order["insurance"]["state"] = "SUCCESS"  # settled when the patient goes on to pay the rest
+        order["payment_method"] = channel
+        return super().pay(order_no, channel, idempotency_key, auth_code)
+
+    def phone_pays(self, order_no: str, fulfil: bool = True) -> None:
+        order = self.orders[order_no]
+        if order.get("kind") != "bill":
+            return super().phone_pays(order_no, fulfil)
+        bill = self.bill_table[order["bill_no"]]
+        if fulfil and bill["status"] != "PENDING":  # paid elsewhere meanwhile: the HIS refuses, money goes back
+            order["status"] = "REFUND_PENDING"
+            return
+        order["status"] = "FULFILLED" if fulfil else "PAID"
+        if fulfil:
+            bill["status"] = "PAID"
+            for item in order["items"]:
+                item["status"] = "PAID"
+
+    def refund_items(self, order_no, item_ids):
+        self._call("refund_items", order_no, tuple(item_ids))
+        order = self.orders[order_no]
+        refused = [i for i in item_ids if i in self.executed]
+        if refused:
+            names = "、".join(i["name"] for i in order["items"] if i["item_id"] in refused)
+            raise BackendError("REFUND_AT_COUNTER", f"以下项目已发药或已执行，不能自助退费，请到人工窗口办理：{names}",
+                               "Some items were already dispensed or performed; please go to a service counter",
+                               {"items": refused})
+        for item in order["items"]:
+            if item["item_id"] in item_ids and item["status"] == "PAID":
+                item["status"] = "REFUNDED"
+        return dict(order)
+
+    def patient_orders(self, patient_id, kind="bill"):
+        self._call("patient_orders", patient_id, kind)
+        return [dict(o, items=[dict(i) for i in o["items"]]) for o in self.orders.values()
+                if o.get("kind") == kind and o["status"] in ("FULFILLED", "REFUNDED")]
