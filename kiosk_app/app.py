@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict
 from datetime import datetime
 from functools import partial
 from typing import Callable
@@ -39,7 +38,6 @@ from workflows.recovery import recover
 from workflows.hub import ServiceHub
 from workflows.registration import SameDayRegistration, Timeouts
 from workflows.outpatient_payment import OutpatientPayment
-from workflows.service_base import Timeouts as ServiceTimeouts
 from workflows.services import catalogue
 from workflows.runner import WorkflowRunner
 from workflows.view import View
@@ -88,7 +86,7 @@ class Kiosk:
 
         def outpatient_payment(publish: Callable[[View], None]) -> OutpatientPayment:
             return OutpatientPayment(self.backend, self.printer, self.journal, publish, terminal_id,
-                                     ServiceTimeouts(**asdict(timeouts)), now=now, outbox=self.outbox,
+                                     timeouts, now=now, outbox=self.outbox,
                                      qr_channel=config.payment_qr)
 
         self.hub = ServiceHub(catalogue({"registration": registration, "outpatient_payment": outpatient_payment}),

@@ -24,6 +24,7 @@ from transitions import EventData
 
 from workflows.backend import BackendError, BackendUnavailable
 from workflows.bill_receipt import bill_slip, places_of
+from workflows.payment_steps import PaymentSteps
 from workflows.service_base import (JournaledService, Session, ending_transitions,
                                     identification_transitions)
 from workflows.view import View
@@ -41,8 +42,6 @@ ORDER_OPEN = ["checkout", "awaiting_payment"]
 STATES = ["home", *BEFORE_ORDER, "checkout", "presettling", "awaiting_payment", "paying_by_code", "cancelling",
           "fulfilling", "printing", "refunding", "done", "failed"]
 
-#: The payment method a scanned code pays with (drivers.scanner.classify kinds), as in registration.
-CODE_METHODS = {"wechat_pay": "wechat_code", "alipay": "alipay_code"}
 VOUCHER = "insurance_voucher"
 
 TRANSITIONS: list[dict[str, Any]] = [
@@ -136,7 +135,7 @@ class BillVisit(Session):
         }
 
 
-class OutpatientPayment(JournaledService):
+class OutpatientPayment(PaymentSteps, JournaledService):
     """门诊缴费 with 退费. `qr_channel` is the method whose QR the kiosk shows ("wechat_native",
     "alipay_native" or "aggregate", as the hospital configures the terminal)."""
 
@@ -148,6 +147,18 @@ class OutpatientPayment(JournaledService):
     BUSY_TEXT = BUSY_TEXT
     IDLE = IDLE
     CANCELLABLE = frozenset([*BEFORE_ORDER, *ORDER_OPEN])
+    PAID_FROM = ("checkout", "awaiting_payment", "cancelling")
+    PAYMENT_TEXT = {
+        "closed": ("支付已超时，订单已关闭，未产生扣款。如需缴费请重新办理",
+                   "The payment timed out and the order was closed. Nothing was charged. Start again to pay."),
+        # The HIS would not take the payment (the bill was paid elsewhere or withdrawn meanwhile).
+        "refunded": ("该缴费单已在其他地方缴费或已作废，本次支付的费用将原路退回，请勿重复缴费",
+                     "This bill was paid elsewhere or withdrawn meanwhile. Your payment is being refunded to the "
+                     "account it came from; do not pay again."),
+        "slow": ("您已支付成功，医院系统确认较慢。请凭订单号 {no} 到人工窗口，无需重复支付",
+                 "Your payment succeeded but the hospital system is slow to confirm it. "
+                 "Please show order {no} at a counter; do not pay again."),
+    }
 
     visit: BillVisit
 
@@ -175,23 +186,6 @@ class OutpatientPayment(JournaledService):
             return
         super().handle(intent, **kwargs)
 
-    def _poll(self) -> None:
-        if self.state not in ("awaiting_payment", "cancelling", "fulfilling"):
-            return
-        now = self.clock()
-        if now - self._last_poll < self.timeouts.poll_interval:
-            return
-        self._last_poll = now
-        if self.state == "cancelling":
-            self._close_order()
-            return
-        try:
-            self.visit.order = self.backend.order(self.visit.order["order_no"])
-        except (BackendError, BackendUnavailable) as exc:
-            log.warning("order poll failed: %s", exc)  # the next tick asks again
-            return
-        self._apply_order_status()
-
     # ---- conditions and prepare callbacks (run before the journal entry) ----------------------------
 
     def _keep_bill(self, event: EventData) -> None:
@@ -208,14 +202,8 @@ class OutpatientPayment(JournaledService):
         self.visit.order_key = uuid.uuid4().hex
         self.visit.pay_key = uuid.uuid4().hex
 
-    def _new_code_key(self, event: EventData) -> None:
-        self.visit.code_key = uuid.uuid4().hex
-
     def _voucher(self, event: EventData) -> bool:
         return event.kwargs.get("kind") == VOUCHER and bool(event.kwargs.get("code"))
-
-    def _payment_code(self, event: EventData) -> bool:
-        return event.kwargs.get("kind") in CODE_METHODS and bool(event.kwargs.get("code"))
 
     def _items_ticked(self, event: EventData) -> bool:
         return bool(self.visit.refund_ids)
@@ -295,40 +283,6 @@ class OutpatientPayment(JournaledService):
         # Insurance covering everything needs no trade: the server may answer PAID or FULFILLED at once.
         self._apply_order_status()
 
-    def _enter_paying_by_code(self, event: EventData) -> None:
-        """Charge the code the patient showed. The server closes the QR's trade first, so the order cannot be
-        paid twice; an answer that never came is asked again with the same key (it queries, never recharges)."""
-        v = self.visit
-        method = CODE_METHODS[event.kwargs["kind"]]
-        code = event.kwargs["code"]  # money: never journaled, logged or kept on the visit
-        try:
-            v.order = self._retrying(lambda: self.backend.pay(v.order["order_no"], method, v.code_key,
-                                                              auth_code=code))
-        except BackendError as exc:
-            v.notice = (exc.message, exc.message_en)
-            self._go("code_answered")
-            return
-        except BackendUnavailable:
-            v.notice = ("网络不稳定，正在确认付款结果，请勿重复付款", "Confirming the payment; please do not pay again")
-            self._go("code_answered")
-            return
-        if v.order.get("status") in ("PAID", "FULFILLED"):
-            self._go("paid")
-            return
-        if (v.order.get("payment") or {}).get("state") == "USERPAYING":
-            v.notice = ("请在手机上确认付款", "Please confirm the payment on your phone")
-        else:
-            v.notice = ("付款未成功，请重试或扫码支付", "The payment did not go through; try again or scan the QR")
-        self._go("code_answered")
-
-    def _enter_cancelling(self, event: EventData) -> None:
-        self._close_order()
-
-    def _enter_fulfilling(self, event: EventData) -> None:
-        self.visit.paid_at = self.clock()
-        self._last_poll = self.clock()
-        self._apply_order_status()
-
     def _enter_printing(self, event: EventData) -> None:
         v = self.visit
         self._fetch_hospital_name()
@@ -338,39 +292,6 @@ class OutpatientPayment(JournaledService):
             log.exception("payment slip printing failed for order %s", v.order.get("order_no"))
             v.print_failed = True
         self._go("printed")
-
-    def _close_order(self) -> None:
-        try:
-            self.visit.order = self.backend.cancel(self.visit.order["order_no"])
-        except (BackendError, BackendUnavailable) as exc:
-            log.warning("closing the order failed, retrying: %s", exc)  # never walk away unconfirmed
-            return
-        self._apply_order_status()
-
-    def _apply_order_status(self) -> None:
-        v = self.visit
-        status = v.order.get("status")
-        if status in ("PAID", "FULFILLED") and self.state in ("checkout", "awaiting_payment", "cancelling"):
-            self._go("paid")
-        elif status == "FULFILLED" and self.state == "fulfilling":
-            self._go("fulfilled")
-        elif status == "CLOSED":
-            if self.state == "cancelling":
-                self._go("closed")
-            else:
-                self._go("fail", message="支付已超时，订单已关闭，未产生扣款。如需缴费请重新办理",
-                         message_en="The payment timed out and the order was closed. Nothing was charged. "
-                                    "Start again to pay.")
-        elif status in ("REFUND_PENDING", "REFUNDED"):
-            # The HIS would not take the payment (the bill was paid elsewhere or withdrawn meanwhile).
-            self._go("fail", message="该缴费单已在其他地方缴费或已作废，本次支付的费用将原路退回，请勿重复缴费",
-                     message_en="This bill was paid elsewhere or withdrawn meanwhile. Your payment is being "
-                                "refunded to the account it came from; do not pay again.")
-        elif self.state == "fulfilling" and self.clock() - (v.paid_at or 0) > self.timeouts.fulfilment:
-            no = v.order.get("order_no", "")
-            self._go("fail", message=f"您已支付成功，医院系统确认较慢。请凭订单号 {no} 到人工窗口，无需重复支付",
-                     message_en=f"Your payment succeeded but the hospital system is slow to confirm it. "
-                                f"Please show order {no} at a counter; do not pay again.")
 
     # ---- refunding ----------------------------------------------------------------------------------
 

@@ -14,23 +14,20 @@ data) before the entered state's side effect runs.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from transitions import EventData, Machine
+from transitions import EventData
 
-from drivers.health import Health
-from drivers.receipt.document import Block
-from workflows.backend import Backend, BackendError, BackendUnavailable
-from workflows.journal import Journal
+from workflows.backend import BackendError, BackendUnavailable
+from workflows.payment_steps import PaymentSteps
 from workflows.receipt import registration_slip
+from workflows.service_base import (JournaledService, Session, Timeouts, ending_transitions,
+                                    identification_transitions)
 from workflows.view import View
 
-if TYPE_CHECKING:
-    from offline_queue.outbox import Outbox
+__all__ = ["SameDayRegistration", "Timeouts", "Visit"]
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +40,10 @@ BEFORE_PAYMENT = ["reading_card", "identifying", "choosing_department", "choosin
 STATES = ["home", *BEFORE_PAYMENT, "awaiting_payment", "paying_by_code", "cancelling", "fulfilling", "printing",
           "done", "failed"]
 
-#: The payment method a scanned code pays with (drivers.scanner.classify kinds).
-CODE_METHODS = {"wechat_pay": "wechat_code", "alipay": "alipay_code"}
+
 
 TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "start", "source": "home", "dest": "reading_card", "conditions": "_devices_usable"},
-    {"trigger": "card_read", "source": "reading_card", "dest": "identifying"},
-    {"trigger": "identified", "source": "identifying", "dest": "choosing_department"},
+    *identification_transitions("choosing_department"),
     {"trigger": "pick_department", "source": "choosing_department", "dest": "choosing_doctor",
      "prepare": "_keep_choice",
      "conditions": "_choice_made"},
@@ -75,9 +69,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "paid", "source": ["awaiting_payment", "paying_by_code", "cancelling"], "dest": "fulfilling"},
     {"trigger": "fulfilled", "source": "fulfilling", "dest": "printing"},
     {"trigger": "printed", "source": "printing", "dest": "done"},
-    {"trigger": "fail", "source": [s for s in STATES if s not in ("home", "failed")], "dest": "failed"},
-    {"trigger": "finish", "source": ["done", "failed"], "dest": "home"},
-    {"trigger": "timeout", "source": ["done", "failed"], "dest": "home"},
+    *ending_transitions(STATES),
 ]
 
 
@@ -95,34 +87,15 @@ BUSY_TEXT = {
 }
 
 
-@dataclass
-class Timeouts:
-    """Seconds of patient inactivity before a screen gives up. None: the state moves on by itself."""
-
-    choosing: float = 90.0
-    reading_card: float = 60.0
-    awaiting_payment: float = 180.0
-    done: float = 20.0
-    failed: float = 30.0
-    fulfilment: float = 90.0  # paid but the HIS has not confirmed: stop waiting at the screen
-    poll_interval: float = 2.0
-    # A create or pay request whose answer was lost is asked again with the same idempotency key: the server
-    # returns what it did the first time. These are the pauses between tries before telling the patient.
-    retry_delays: tuple[float, ...] = (0.5, 1.5)
-
-    def idle_limit(self, state: str) -> float | None:
-        if state in ("choosing_department", "choosing_doctor", "choosing_slot", "confirming"):
-            return self.choosing
-        return {"reading_card": self.reading_card, "awaiting_payment": self.awaiting_payment,
-                "done": self.done, "failed": self.failed}.get(state)
+IDLE = {"choosing_department": "choosing", "choosing_doctor": "choosing", "choosing_slot": "choosing",
+        "confirming": "choosing", "reading_card": "reading_card", "awaiting_payment": "awaiting_payment",
+        "done": "done", "failed": "failed"}
 
 
 @dataclass
-class Visit:
+class Visit(Session):
     """One patient's session. Replaced by a fresh one on every return home: that is the wipe."""
 
-    session: str = field(default_factory=lambda: uuid.uuid4().hex)
-    patient: dict[str, Any] | None = None
     departments: list[dict[str, Any]] = field(default_factory=list)
     department: dict[str, Any] | None = None
     doctors: list[dict[str, Any]] = field(default_factory=list)
@@ -133,14 +106,13 @@ class Visit:
     pay_key: str = ""
     code_key: str = ""  # the payment-code charge, new for every code shown
     order: dict[str, Any] | None = None
-    notice: tuple[str, str] = ("", "")
     paid_at: float | None = None
     print_failed: bool = False
 
     def journal_data(self) -> dict[str, Any]:
         """Identifiers needed to resume or compensate; no name, no ID number."""
         return {
-            "patient_id": (self.patient or {}).get("patient_id"),
+            **super().journal_data(),
             "department": (self.department or {}).get("code"),
             "doctor": (self.doctor or {}).get("code"),
             "slot_id": (self.slot or {}).get("slot_id"),
@@ -152,109 +124,33 @@ class Visit:
         }
 
 
-class ReceiptPrinter:  # the part of the printer contract this workflow uses
-    def print_document(self, blocks: list[Block]) -> None: ...
-
-
-class SameDayRegistration:
+class SameDayRegistration(PaymentSteps, JournaledService):
     """The visit. Call `handle(intent, **kw)` for patient and device events and `tick()` on a clock."""
 
-    state: str
+    WORKFLOW = WORKFLOW
+    STATES = STATES
+    TRANSITIONS = TRANSITIONS
+    REQUIRED_DEVICES = REQUIRED_DEVICES
+    BUSY_TEXT = BUSY_TEXT
+    IDLE = IDLE
+    CANCELLABLE = frozenset([*BEFORE_PAYMENT, "awaiting_payment"])
+    PAYMENT_TEXT = {
+        "closed": ("支付已超时，订单已关闭，未产生扣款", "The payment timed out and the order was closed. Nothing was charged."),
+        "refunded": ("挂号未能完成，已支付的费用将原路退回", "The registration could not be completed. "
+                     "Your payment is being refunded to the original account."),
+        "slow": ("您已支付成功，挂号确认较慢。请凭订单号 {no} 到人工窗口，无需重复支付",
+                 "Your payment succeeded but the registration is slow to confirm. "
+                 "Please show order {no} at a counter; do not pay again."),
+    }
 
-    def __init__(self, backend: Backend, printer: ReceiptPrinter, journal: Journal,
-                 publish: Callable[[View], None], terminal_id: str,
-                 timeouts: Timeouts | None = None, clock: Callable[[], float] = time.monotonic,
-                 now: Callable[[], datetime] = datetime.now, sleep: Callable[[float], None] = time.sleep,
-                 outbox: Outbox | None = None):
-        self.backend = backend
-        self.outbox = outbox  # visit events for the server, written with the journal entry that caused them
-        self.sleep = sleep
-        self.printer = printer
-        self.journal = journal
-        self.publish = publish
-        self.terminal_id = terminal_id
-        self.timeouts = timeouts or Timeouts()
-        self.clock = clock
-        self.now = now
-        self.visit = Visit()
-        self.devices: dict[str, Health] = {}  # last health per device role, from the device threads
-        self.hospital_name = ""
-        self._last_activity = clock()
+    visit: Visit
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
         self._last_poll = 0.0
-        self._moved = False
-        self.machine = Machine(
-            model=self, states=STATES, transitions=TRANSITIONS, initial="home", send_event=True,
-            queued=True, auto_transitions=False, ignore_invalid_triggers=True,
-            before_state_change="_journal", after_state_change="_entered",
-        )
 
-    # ---- inputs -------------------------------------------------------------------------------------
-
-    def handle(self, intent: str, **kwargs: Any) -> None:
-        """A patient or device event. Intents that make no sense in the current state are ignored: a
-        double tap or a card laid down on the payment screen must not move the visit."""
-        if intent == "device_health":  # not the patient's doing: the idle clock keeps running
-            self.devices[kwargs["device"]] = kwargs["health"]
-            if self.state == "home":
-                self.publish(self._view_for("home"))
-            return
-        self._last_activity = self.clock()
-        if intent == "activity":
-            return
-        if intent not in self.machine.events:
-            log.warning("unknown intent %r ignored", intent)
-            return
-        self.trigger(intent, **kwargs)
-
-    def tick(self) -> None:
-        """Clock: idle timeouts and polling of the order while money is in flight."""
-        now = self.clock()
-        limit = self.timeouts.idle_limit(self.state)
-        if limit is not None and now - self._last_activity > limit:
-            self.trigger("timeout")
-            return
-        if self.state in ("awaiting_payment", "cancelling", "fulfilling") \
-                and now - self._last_poll >= self.timeouts.poll_interval:
-            self._last_poll = now
-            self._poll()
-
-    def current_view(self) -> View:
-        return self._view_for(self.state)
-
-    # ---- journal ------------------------------------------------------------------------------------
-
-    def _journal(self, event: EventData) -> None:
-        data = self.visit.journal_data()
-        with self.journal.transaction() as conn:
-            entry = self.journal.record(self.visit.session, WORKFLOW, event.event.name, event.transition.source,
-                                        event.transition.dest, data)
-            if self.outbox is not None:
-                self.outbox.enqueue(conn, "visit_event", {
-                    "session": self.visit.session, "workflow": WORKFLOW, "event": event.event.name,
-                    "source": event.transition.source, "dest": event.transition.dest, **data},
-                    f"visit-{self.visit.session}-{entry}")
-
-    def _entered(self, event: EventData) -> None:
-        """Show the state, run its side effect, then show what it produced. A busy screen goes up first so
-        the patient sees that something is happening while the server or printer works."""
-        self._last_activity = self.clock()
-        handler = getattr(self, f"_enter_{self.state}", None)
-        if handler is None:
-            self.publish(self._view_for(self.state))
-            return
-        if self.state not in BUSY_TEXT and self.state != "home":
-            self.publish(self._busy_view(("正在加载…", "Loading…")))
-        elif self.state in BUSY_TEXT:
-            self.publish(self._view_for(self.state))
-        self._moved = False
-        handler(event)
-        if not self._moved:
-            self.publish(self._view_for(self.state))
-
-    def _go(self, trigger: str, **kwargs: Any) -> None:
-        """Fire the next trigger from inside a side effect (queued until the current transition ends)."""
-        self._moved = True
-        self.trigger(trigger, **kwargs)
+    def new_session(self) -> Visit:
+        return Visit()
 
     # ---- prepare callbacks (run before the journal entry, so it carries what they decide) -------------
 
@@ -268,31 +164,11 @@ class SameDayRegistration:
         else:
             self.visit.slot = _find(self.visit.slots, "slot_id", key)
 
-    def availability(self) -> tuple[bool, str, str]:
-        """Whether this service can start, and if not, why, in words for the patient."""
-        broken = [names for role, names in REQUIRED_DEVICES.items()
-                  if role in self.devices and not self.devices[role].usable]
-        if not broken:
-            return True, "", ""
-        zh = "、".join(n[0] for n in broken)
-        en = ", ".join(n[1] for n in broken)
-        return (False, f"{zh}暂时故障，请到其他自助机或人工窗口办理",
-                f"Out of order: {en}. Please use another kiosk or a counter.")
-
-    def _devices_usable(self, event: EventData) -> bool:
-        return self.availability()[0]
-
     def _choice_made(self, event: EventData) -> bool:
         name = event.event.name
         chosen = {"pick_department": self.visit.department, "pick_doctor": self.visit.doctor,
                   "pick_slot": self.visit.slot}[name]
         return chosen is not None
-
-    def _payment_code(self, event: EventData) -> bool:
-        return event.kwargs.get("kind") in CODE_METHODS and bool(event.kwargs.get("code"))
-
-    def _new_code_key(self, event: EventData) -> None:
-        self.visit.code_key = uuid.uuid4().hex
 
     def _new_keys(self, event: EventData) -> None:
         self.visit.order_key = uuid.uuid4().hex
@@ -300,34 +176,14 @@ class SameDayRegistration:
 
     # ---- side effects of entering a state -------------------------------------------------------------
 
-    def _enter_home(self, event: EventData) -> None:
-        self.visit = Visit()  # wipe: nothing of the last patient survives the return home
-
-    def _enter_reading_card(self, event: EventData) -> None:
-        self._fetch_hospital_name()  # for the slip, while the patient finds the card
-
-    def _enter_identifying(self, event: EventData) -> None:
-        card = event.kwargs.get("card")
-        try:
-            self.visit.patient = self.backend.identify_by_id_card(card.id_number, card.name)
-        except BackendError as exc:
-            self._go("fail", message=exc.message, message_en=exc.message_en)
-            return
-        except BackendUnavailable:
-            self._fail_offline()
-            return
-        finally:
-            del card  # the card's data is not kept beyond this call
-        self._go("identified")
-
     def _enter_choosing_department(self, event: EventData) -> None:
-        self._load(lambda: self.backend.departments(), "departments")
+        self._load_into(lambda: self.backend.departments(), "departments")
 
     def _enter_choosing_doctor(self, event: EventData) -> None:
         if self.visit.department is None:
             self._go("back")
             return
-        self._load(lambda: self.backend.doctors(self.visit.department["code"]), "doctors")
+        self._load_into(lambda: self.backend.doctors(self.visit.department["code"]), "doctors")
 
     def _enter_choosing_slot(self, event: EventData) -> None:
         if event.event.name == "slot_taken":
@@ -337,7 +193,7 @@ class SameDayRegistration:
         if self.visit.doctor is None:
             self._go("back")
             return
-        self._load(lambda: self.backend.slots(self.visit.department["code"], self.visit.doctor["code"]),
+        self._load_into(lambda: self.backend.slots(self.visit.department["code"], self.visit.doctor["code"]),
                    "slots")
 
     def _enter_confirming(self, event: EventData) -> None:
@@ -382,40 +238,6 @@ class SameDayRegistration:
             self._fail_offline()  # no QR was shown, so no one can have paid
         self._last_poll = self.clock()
 
-    def _enter_paying_by_code(self, event: EventData) -> None:
-        """Charge the code the patient showed. The server closes the QR's trade first, so the order cannot be
-        paid twice; an answer that never came is asked again with the same key (it queries, never recharges)."""
-        v = self.visit
-        method = CODE_METHODS[event.kwargs["kind"]]
-        code = event.kwargs["code"]  # money: never journaled, logged or kept on the visit
-        try:
-            v.order = self._retrying(lambda: self.backend.pay(v.order["order_no"], method, v.code_key,
-                                                              auth_code=code))
-        except BackendError as exc:
-            v.notice = (exc.message, exc.message_en)
-            self._go("code_answered")
-            return
-        except BackendUnavailable:
-            v.notice = ("网络不稳定，正在确认付款结果，请勿重复付款", "Confirming the payment; please do not pay again")
-            self._go("code_answered")
-            return
-        status = v.order.get("status")
-        if status in ("PAID", "FULFILLED"):
-            self._go("paid")
-            return
-        if (v.order.get("payment") or {}).get("state") == "USERPAYING":
-            v.notice = ("请在手机上确认付款", "Please confirm the payment on your phone")
-        else:
-            v.notice = ("付款未成功，请重试或扫码支付", "The payment did not go through; try again or scan the QR")
-        self._go("code_answered")
-
-    def _enter_cancelling(self, event: EventData) -> None:
-        self._close_order()
-
-    def _enter_fulfilling(self, event: EventData) -> None:
-        self.visit.paid_at = self.clock()
-        self._apply_order_status()
-
     def _enter_printing(self, event: EventData) -> None:
         v = self.visit
         self._fetch_hospital_name()
@@ -427,104 +249,21 @@ class SameDayRegistration:
             v.print_failed = True
         self._go("printed")
 
-    def _enter_failed(self, event: EventData) -> None:
-        self.visit.notice = (event.kwargs.get("message", "办理未成功"),
-                             event.kwargs.get("message_en", "The service could not be completed"))
-
     # ---- helpers ------------------------------------------------------------------------------------
 
-    def _fetch_hospital_name(self) -> None:
-        if not self.hospital_name:
-            try:
-                self.hospital_name = self.backend.hospital()["name"]
-            except (BackendError, BackendUnavailable):
-                pass  # asked again at the next visit; a slip without the header still serves the patient
-
-    def _load(self, fetch: Callable[[], list[dict[str, Any]]], attr: str) -> None:
-        try:
-            setattr(self.visit, attr, fetch())
-        except BackendError as exc:
-            self._go("fail", message=exc.message, message_en=exc.message_en)
-        except BackendUnavailable:
-            self._fail_offline()
-
-    def _retrying(self, call: Callable[[], Any]) -> Any:
-        for delay in self.timeouts.retry_delays:
-            try:
-                return call()
-            except BackendUnavailable as exc:
-                log.warning("request outcome unknown (%s); asking again with the same key", exc)
-                self.sleep(delay)
-        return call()
-
-    def _fail_offline(self) -> None:
-        self._go("fail", message="网络连接中断，请稍后再试或到人工窗口办理",
-                     message_en="The network is unavailable. Please try again later or go to a counter.")
-
-    def _poll(self) -> None:
-        if self.state == "cancelling":
-            self._close_order()
-            return
-        try:
-            self.visit.order = self.backend.order(self.visit.order["order_no"])
-        except (BackendError, BackendUnavailable) as exc:
-            log.warning("order poll failed: %s", exc)  # the next tick asks again
-            return
-        self._apply_order_status()
-
-    def _close_order(self) -> None:
-        try:
-            self.visit.order = self.backend.cancel(self.visit.order["order_no"])
-        except (BackendError, BackendUnavailable) as exc:
-            log.warning("closing the order failed, retrying: %s", exc)  # never walk away unconfirmed
-            return
-        self._apply_order_status()
-
-    def _apply_order_status(self) -> None:
-        status = self.visit.order.get("status")
-        if status in ("PAID", "FULFILLED") and self.state in ("awaiting_payment", "cancelling"):
-            self._go("paid")
-        elif status == "FULFILLED" and self.state == "fulfilling":
-            self._go("fulfilled")
-        elif status == "CLOSED":
-            if self.state == "cancelling":
-                self._go("closed")
-            else:
-                self._go("fail", message="支付已超时，订单已关闭，未产生扣款",
-                             message_en="The payment timed out and the order was closed. Nothing was charged.")
-        elif status in ("REFUND_PENDING", "REFUNDED"):
-            self._go("fail", message="挂号未能完成，已支付的费用将原路退回",
-                         message_en="The registration could not be completed. "
-                                    "Your payment is being refunded to the original account.")
-        elif self.state == "fulfilling" and self.clock() - (self.visit.paid_at or 0) > self.timeouts.fulfilment:
-            no = self.visit.order.get("order_no", "")
-            self._go("fail", message=f"您已支付成功，挂号确认较慢。请凭订单号 {no} 到人工窗口，无需重复支付",
-                         message_en=f"Your payment succeeded but the registration is slow to confirm. "
-                                    f"Please show order {no} at a counter; do not pay again.")
+    def _load_into(self, fetch: Callable[[], list[dict[str, Any]]], attr: str) -> None:
+        ok, value = self._load(fetch)
+        if ok:
+            setattr(self.visit, attr, value)
 
     # ---- view ---------------------------------------------------------------------------------------
 
-    def _busy_view(self, text: tuple[str, str]) -> View:
-        view = self._view_for(self.state)
-        return View("busy", {"text": text[0], "text_en": text[1]}, patient=view.patient)
-
     def _view_for(self, state: str) -> View:
         v = self.visit
-        patient = ""
-        if v.patient:
-            patient = "  ".join(str(x) for x in (v.patient.get("name_masked"), v.patient.get("gender"),
-                                                 f"{v.patient['age']}岁" if v.patient.get("age") else "")
-                                if x)
-        base: dict[str, Any] = {"patient": patient,
-                                "can_cancel": state in BEFORE_PAYMENT or state == "awaiting_payment"}
-        limit = self.timeouts.idle_limit(state)
-        if limit is not None:
-            base["deadline"] = self._last_activity + limit
+        base = self._base_view(state)
         msg, msg_en = v.notice
         if state == "home":
-            usable, why, why_en = self.availability()
-            return View("home", {"services": {"start": {"available": usable, "reason": why, "reason_en": why_en}}},
-                        **base)
+            return self._home_view()
         if state == "reading_card":
             return View("insert_card", **base)
         if state in BUSY_TEXT:

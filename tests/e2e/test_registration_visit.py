@@ -13,42 +13,14 @@ import pytest
 
 from central.his.seed import DEMO_PATIENT
 from drivers.receipt.render import decode_qr_codes, printed_text
-from kiosk_app.app import Kiosk
-from kiosk_app.config import KioskConfig
-from kiosk_app.local_central import LocalCentral
 from kiosk_app.phone import qr_on_screen
 from kiosk_app.scripted import click_button, click_tile, wait_for_screen, wait_until
-from kiosk_app.simulated import SimulatedDevices, card_for
+from kiosk_app.simulated import card_for
+from tests.e2e.conftest import api
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def central(tmp_path_factory):
-    server = LocalCentral(tmp_path_factory.mktemp("central")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def kiosk(central, tmp_path, qapp):
-    sims = SimulatedDevices(tmp_path / "devices")
-    devices = sims.start()
-    config = KioskConfig(credentials=central.provision("KIOSK-E2E"), data_dir=tmp_path / "kiosk",
-                         devices=devices, fullscreen=False)
-    k = Kiosk(config, qapp)
-    k.window.resize(1920, 1080)
-    k.start(show=True)
-    yield k, sims
-    k.stop()
-    sims.stop()
-
-
-def api(central, kiosk_obj, path):
-    creds = kiosk_obj.config.credentials
-    resp = httpx.get(f"{central.url}/api/v1/kiosk{path}", auth=(creds.terminal_id, creds.secret), timeout=10)
-    resp.raise_for_status()
-    return resp.json()
 
 
 def walk_to_payment(app, k, sims, card_first=False):

@@ -121,6 +121,16 @@ class FakeBackend:
             order["registration"] = {"queue_no": 7, "visit_code": f"V{order_no}", "location": "门诊楼2层 3诊室"}
 
 
+class Clock:
+    """A monotonic clock the test moves by hand (`clock.t += 5`)."""
+
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
 class RecordingPrinter:
     def __init__(self, fail: bool = False):
         self.documents: list[list[Any]] = []

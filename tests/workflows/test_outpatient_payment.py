@@ -11,17 +11,9 @@ from workflows.journal import Journal
 from workflows.outpatient_payment import OutpatientPayment
 from workflows.service_base import Timeouts
 
-from .fakes import VOUCHER, FakeBillBackend, FakeCard, RecordingPrinter
+from .fakes import VOUCHER, Clock, FakeBillBackend, FakeCard, RecordingPrinter
 
 WECHAT_CODE = "134567890123456789"
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture

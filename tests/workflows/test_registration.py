@@ -11,15 +11,7 @@ from workflows.backend import BackendUnavailable
 from workflows.journal import Journal
 from workflows.registration import SameDayRegistration, Timeouts
 
-from .fakes import FakeBackend, FakeCard, RecordingPrinter
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+from .fakes import Clock, FakeBackend, FakeCard, RecordingPrinter
 
 
 @pytest.fixture
