@@ -17,6 +17,8 @@ SERVICES: list[tuple[str, str, str]] = [
     ("checkin", "取号报到", "Check-in"),
     ("outpatient_payment", "门诊缴费", "Outpatient payment"),
     ("reports", "报告打印", "Print reports"),
+    ("queries", "信息查询", "Records & queue"),
+    ("guidance", "就诊导航", "Find your way"),
     ("inpatient", "住院服务", "Inpatient services"),
 ]
 
