@@ -94,6 +94,11 @@ class PrinterListener(PrinterModel):
         self._server: socket.socket | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Jobs are kept in the order their connections were accepted, as a port-9100 printer prints them: a
+        # short second job must not overtake a first one whose connection is still being read.
+        self._next_seq = 0
+        self._in_flight: set[int] = set()
+        self._finished: dict[int, bytes] = {}
 
     def start(self) -> None:
         server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -136,9 +141,13 @@ class PrinterListener(PrinterModel):
                 continue
             except OSError:
                 return
-            self._spawn(self._serve, "printer-job", conn)
+            with self._cond:
+                seq = self._next_seq
+                self._next_seq += 1
+                self._in_flight.add(seq)
+            self._spawn(self._serve, "printer-job", conn, seq)
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, seq: int) -> None:
         job = bytearray()
         conn.settimeout(0.1)
         with conn:
@@ -158,7 +167,19 @@ class PrinterListener(PrinterModel):
                         conn.sendall(answers)
                     except OSError:
                         break
-        self._record(bytes(job))
+        self._finish(seq, bytes(job))
+
+    def _finish(self, seq: int, job: bytes) -> None:
+        """Release finished jobs in accept order, each once no earlier connection is still open."""
+        with self._cond:
+            self._in_flight.discard(seq)
+            if job and not only_status_queries(job):
+                self._finished[seq] = job
+            for done in sorted(self._finished):
+                if any(open_seq < done for open_seq in self._in_flight):
+                    break
+                self.jobs.append(self._finished.pop(done))
+            self._cond.notify_all()
 
 
 def only_status_queries(data: bytes) -> bool:
