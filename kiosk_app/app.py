@@ -38,6 +38,11 @@ from workflows.recovery import recover
 from workflows.hub import ServiceHub
 from workflows.registration import SameDayRegistration, Timeouts
 from workflows.outpatient_payment import OutpatientPayment
+from workflows.appointment import AppointmentBooking
+from workflows.checkin import CheckIn
+from workflows.guidance import Guidance
+from workflows.queries import RecordQueries
+from workflows.report_printing import ReportPrinting
 from workflows.services import catalogue
 from workflows.runner import WorkflowRunner
 from workflows.view import View
@@ -89,7 +94,37 @@ class Kiosk:
                                      timeouts, now=now, outbox=self.outbox,
                                      qr_channel=config.payment_qr)
 
-        self.hub = ServiceHub(catalogue({"registration": registration, "outpatient_payment": outpatient_payment}),
+        # Report printing (K8) on the A4 printer's own thread; the proxy waits as long as a job may take.
+        report_worker = self.workers.get("report_printer")
+        report_timeout = float(config.devices.get("report_printer", {}).get("job_timeout", 120)) + 30
+
+        def reports(publish: Callable[[View], None]) -> ReportPrinting:
+            assert report_worker is not None
+            return ReportPrinting(self.backend, self.printer, self.journal, publish, terminal_id, timeouts,
+                                  now=now, outbox=self.outbox,
+                                  report_printer=DeviceProxy(report_worker, timeout=report_timeout))
+
+        def queries(publish: Callable[[View], None]) -> RecordQueries:
+            return RecordQueries(self.backend, self.printer, self.journal, publish, terminal_id, timeouts, now=now,
+                                 outbox=self.outbox)
+
+        def appointment(publish: Callable[[View], None]) -> AppointmentBooking:
+            return AppointmentBooking(self.backend, self.printer, self.journal, publish, terminal_id, timeouts,
+                                      now=now, outbox=self.outbox, qr_channel=config.payment_qr)
+
+        def checkin(publish: Callable[[View], None]) -> CheckIn:
+            return CheckIn(self.backend, self.printer, self.journal, publish, terminal_id, timeouts, now=now,
+                           outbox=self.outbox)
+
+        def guidance(publish: Callable[[View], None]) -> Guidance:
+            return Guidance(self.backend, self.printer, self.journal, publish, terminal_id, timeouts, now=now,
+                            outbox=self.outbox, kiosk_location=config.kiosk_location)
+
+        records_services = {"queries": queries, **({"reports": reports} if report_worker is not None else {})}
+        self.hub = ServiceHub(catalogue({"registration": registration, "outpatient_payment": outpatient_payment,
+                                         "appointment": appointment, "checkin": checkin,
+                                         "guidance": guidance,
+                                         **records_services}),
                               self.bridge.publish)
         self.workflow = self.hub.services["registration"]  # the service the end-to-end tests drive
         self.runner = WorkflowRunner(self.hub)

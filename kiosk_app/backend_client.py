@@ -105,3 +105,80 @@ class HttpBackend:
 
     def patient_orders(self, patient_id: str, kind: str = "bill") -> list[Json]:
         return self._call("GET", f"/patients/{patient_id}/orders", params={"kind": kind})["orders"]
+
+    # ---- appointments (预约挂号) and check-in (取号报到) -------------------------------------------------------
+
+    def appointment_departments(self, clinic_type: str | None = None) -> list[Json]:
+        params = {"clinic_type": clinic_type} if clinic_type else None
+        return self._call("GET", "/appointments/departments", params=params)["departments"]
+
+    def appointment_doctors(self, department: str) -> list[Json]:
+        return self._call("GET", f"/appointments/departments/{department}/doctors")["doctors"]
+
+    def appointment_dates(self, department: str, doctor: str) -> Json:
+        return self._call("GET", f"/appointments/departments/{department}/doctors/{doctor}/dates")
+
+    def appointment_slots(self, department: str, doctor: str, day: str) -> list[Json]:
+        return self._call("GET", f"/appointments/departments/{department}/doctors/{doctor}/slots",
+                          params={"date": day})["slots"]
+
+    def search_doctors(self, text: str) -> list[Json]:
+        return self._call("GET", "/appointments/doctors/search", params={"q": text})["doctors"]
+
+    def book_appointment(self, patient_id: str, slot_id: int | str, idempotency_key: str) -> Json:
+        return self._call("POST", "/appointments", json={"patient_id": patient_id, "slot_id": int(slot_id),
+                                                         "idempotency_key": idempotency_key})
+
+    def cancel_appointment(self, order_no: str, patient_id: str) -> Json:
+        return self._call("POST", f"/appointments/{order_no}/cancel", json={"patient_id": patient_id})
+
+    def check_in(self, order_no: str, patient_id: str) -> Json:
+        return self._call("POST", f"/appointments/{order_no}/check-in", json={"patient_id": patient_id})
+
+    def registration_history(self, patient_id: str) -> list[Json]:
+        return self._call("GET", f"/patients/{patient_id}/history/registrations")["registrations"]
+
+    # ---- printing (打印, K8) and queries (查询, K10) ---------------------------------------------------------
+
+    def documents(self, patient_id: str) -> list[Json]:
+        return self._call("GET", f"/patients/{patient_id}/documents")["documents"]
+
+    def document_pdf(self, patient_id: str, kind: str, doc_no: str) -> bytes:
+        """The print-ready PDF. Not JSON, so it has its own request; failures map like `_call`'s."""
+        path = f"/patients/{patient_id}/documents/{kind}/{doc_no}/pdf"
+        try:
+            resp = self._http.get(path)
+        except httpx.HTTPError as exc:
+            log.warning("GET document pdf: %s", type(exc).__name__)
+            raise BackendUnavailable(f"GET {kind} pdf: {type(exc).__name__}") from exc
+        if resp.status_code >= 500:
+            raise BackendUnavailable(f"GET {kind} pdf: HTTP {resp.status_code}")
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = {}
+            body = body if isinstance(body, dict) else {}
+            raise BackendError(body.get("code", f"HTTP_{resp.status_code}"),
+                               body.get("message", "服务暂不可用，请到人工窗口办理"), body.get("message_en", ""), body)
+        if not resp.content.startswith(b"%PDF"):
+            raise BackendUnavailable(f"GET {kind} pdf: the answer is not a PDF")
+        return resp.content
+
+    def record_printed(self, patient_id: str, kind: str, doc_no: str, idempotency_key: str) -> Json:
+        return self._call("POST", f"/patients/{patient_id}/documents/{kind}/{doc_no}/printed",
+                          json={"idempotency_key": idempotency_key})
+
+    # registration_history (挂号记录) is defined with appointments above.
+
+    def payment_history(self, patient_id: str) -> list[Json]:
+        return self._call("GET", f"/patients/{patient_id}/history/payments")["payments"]
+
+    def bill_history(self, patient_id: str) -> list[Json]:
+        return self._call("GET", f"/patients/{patient_id}/history/bills")["bills"]
+
+    def bill_detail(self, patient_id: str, bill_no: str) -> Json:
+        return self._call("GET", f"/patients/{patient_id}/history/bills/{bill_no}")
+
+    def queue(self, patient_id: str) -> list[Json]:
+        return self._call("GET", f"/patients/{patient_id}/queue")["registrations"]

@@ -41,6 +41,8 @@ class KioskConfig:
     technician_pin_hash: str = ""  # `kiosk pin-hash`; empty: no diagnostic mode on the glass
     # The QR the outpatient payment shows: "wechat_native", "alipay_native" or "aggregate" (either app pays it).
     payment_qr: str = "wechat_native"
+    # Where this terminal stands on the floor map (就诊导航's "您在这里"); a name from workflows.hospital_map.SPOTS.
+    kiosk_location: str = "门诊楼1层 大厅"
 
     @classmethod
     def load(cls, path: Path) -> "KioskConfig":
@@ -56,4 +58,5 @@ class KioskConfig:
                    timezone=raw.get("timezone", cls.timezone),
                    device_poll_seconds=float(raw.get("device_poll_seconds", cls.device_poll_seconds)),
                    technician_pin_hash=raw.get("technician_pin_hash", ""),
-                   payment_qr=raw.get("payment_qr", cls.payment_qr))
+                   payment_qr=raw.get("payment_qr", cls.payment_qr),
+                   kiosk_location=raw.get("kiosk_location", cls.kiosk_location))

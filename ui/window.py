@@ -21,8 +21,12 @@ from ui.screens.choose import DepartmentsScreen, DoctorsScreen, SlotsScreen
 from ui.screens.confirm import ConfirmScreen
 from ui.screens.diag import DiagPinScreen, DiagScreen
 from ui.screens.home import HomeScreen
+from ui.screens.guidance import GuidanceMapScreen, GuidancePlacesScreen
+from ui.screens.survey import SurveyScreen, SurveyThanksScreen
 from ui.screens.payment import PaymentScreen
 from ui.screens.result import BusyScreen, DoneScreen, ErrorScreen
+from ui.screens.records import DocumentsScreen, PrintResultScreen, RecordBillScreen, RecordsScreen
+from ui.screens.appointments import APPOINTMENT_SCREENS
 from ui.widgets import button, label
 from workflows.view import View
 
@@ -35,9 +39,17 @@ SCREENS: dict[str, type[Screen]] = {
     "bills": BillsScreen, "bill_detail": BillDetailScreen, "bill_checkout": BillCheckoutScreen,
     "bill_payment": BillPaymentScreen, "bill_done": BillDoneScreen, "refunds": RefundsScreen,
     "refund_confirm": RefundConfirmScreen, "refund_done": RefundDoneScreen,
+    # report printing (报告打印) and queries (信息查询)
+    "documents": DocumentsScreen, "print_result": PrintResultScreen, "records": RecordsScreen,
+    "record_bill": RecordBillScreen,
+    # appointments (预约挂号, 取消预约) and check-in (取号报到)
+    **APPOINTMENT_SCREENS,
+    # guidance (就诊导航) and the satisfaction survey (满意度评价)
+    "guidance_places": GuidancePlacesScreen, "guidance_map": GuidanceMapScreen, "survey": SurveyScreen,
+    "survey_thanks": SurveyThanksScreen,
 }
 #: Screens with money in flight: Cancel there asks the server to close the order, and they show their own countdown.
-PAYMENT_SCREENS = ("payment", "bill_payment")
+PAYMENT_SCREENS = ("payment", "bill_payment", "appt_payment")
 WEEKDAYS = "一二三四五六日"
 
 

@@ -214,3 +214,302 @@ def test_bill_done_says_where_to_go_and_where_to_get_a_missing_slip(window):
     texts = " ".join(lbl.text() for lbl in window.findChildren(QLabel) if lbl.isVisible())
     assert "门诊西药房 1–4 号窗口" in texts and "头颅CT平扫" in texts and "MZ1" in texts and "人工收费窗口" in texts
     assert not window.cancel_btn.isVisible()
+
+
+# Report printing (报告打印) and queries (信息查询)
+def _records_views() -> list[View]:
+    from tests.workflows.fakes import demo_documents, FakeRecordsBackend
+    docs = demo_documents() * 3  # enough for a second page
+    groups = [{"kind": k, "name": n, "name_en": "", "documents": [d for d in docs if d["kind"] == k]}
+              for k, n in (("lab", "检验报告"), ("imaging", "检查报告"), ("invoice", "电子发票"), ("record", "病历"))]
+    fake = FakeRecordsBackend()
+    tabs = [{"id": t, "name": n, "name_en": ""} for t, n in (("registrations", "挂号记录"), ("payments", "缴费记录"),
+                                                            ("bills", "费用明细"), ("queue", "排队进度"))]
+    jobs = [{"kind": d["kind"], "doc_no": d["doc_no"], "title": d["title"], "status": s, "message": m, "message_en": ""}
+            for d, (s, m) in zip(docs, [("printed", "已打印"), ("not_printed", "打印未完成（打印机故障），未计入打印次数"),
+                                        ("unknown", "打印结果未知，未计入打印次数。请查看出纸口；如未取到，请到服务台补打"),
+                                        ("refused", "自助打印次数已用完，如需再次打印请到门诊楼一楼服务台办理"),
+                                        ("skipped", "打印机故障，本份未开始打印")])]
+    return [
+        View("documents", {"groups": groups, "selected": [["lab", "LAB001"]]}, patient=PATIENT, can_cancel=True),
+        View("documents", {"groups": [], "selected": []}, message="暂无可查询的报告、发票或病历", message_en="None",
+             patient=PATIENT, can_cancel=True),
+        View("print_result", {"jobs": jobs, "printer_fault": True}, message="报告打印机暂时无法使用。未打印的报告可稍后再来"
+             "打印，或到其他自助机、门诊楼一楼服务台打印", message_en="The report printer is out of order.", patient=PATIENT),
+        View("print_result", {"jobs": jobs[:1], "printer_fault": False}, patient=PATIENT),
+        *[View("records", {"tabs": tabs, "tab": t, "rows": rows * 4}, patient=PATIENT, can_cancel=True)
+          for t, rows in (("registrations", fake.registrations), ("payments", fake.payments),
+                          ("bills", fake.bill_rows), ("queue", fake.queue_rows))],
+        View("records", {"tabs": tabs, "tab": "payments", "rows": []}, message="网络连接中断，请稍后再试或到人工窗口办理",
+             message_en="The network is unavailable.", patient=PATIENT, can_cancel=True),
+        View("record_bill", {"bill": dict(BILLS[-1], status="PAID")}, patient=PATIENT, can_cancel=True, can_back=True),
+    ]
+
+
+RECORD_VIEWS = _records_views()
+
+
+@pytest.mark.parametrize("view", RECORD_VIEWS, ids=[f"{v.screen}-{i}" for i, v in enumerate(RECORD_VIEWS)])
+def test_records_screens_fit_and_targets_are_large(window, view, qtbot):
+    test_screen_fits_and_targets_are_large(window, view, qtbot)
+
+
+def test_documents_toggle_print_and_say_why_others_cannot(window, qtbot):
+    from kiosk_app.scripted import ScriptError, click_button, click_tile
+    window.render(RECORD_VIEWS[0])
+    qtbot.wait(10)
+    click_tile(window, "胸部X线")
+    assert window.sent[-1] == ("toggle_document", {"kind": "imaging", "doc_no": "IMG001"})
+    with pytest.raises(ScriptError):
+        click_tile(window, "腹部超声")  # not ready: the tile says when, and does nothing
+    texts = " ".join(lbl.text() for lbl in window.findChildren(QLabel) if lbl.isVisible())
+    assert "预计 11-24 16:00 可取" in texts and "补打请到服务台" in texts and "李*英" in texts
+    click_button(window, "打印 1 份")
+    assert window.sent[-1] == ("print", {})
+
+
+def test_print_result_names_what_was_not_printed_and_where_else_to_print(window, qtbot):
+    window.render(RECORD_VIEWS[2])
+    qtbot.wait(10)
+    texts = " ".join(lbl.text() for lbl in window.findChildren(QLabel) if lbl.isVisible())
+    assert "已打印 1 份，4 份未打印" in texts and "其他自助机" in texts and "结果未知" in texts
+    assert not window.cancel_btn.isVisible()
+
+
+def test_records_tabs_and_bills_send_their_intents(window, qtbot):
+    from kiosk_app.scripted import click_button, click_tile
+    bills_view = next(v for v in RECORD_VIEWS if v.data.get("tab") == "bills")
+    window.render(bills_view)
+    qtbot.wait(10)
+    click_tile(window, "¥77.00")
+    assert window.sent[-1] == ("open_bill", {"bill_no": "B001"})
+    click_button(window, "排队进度")
+    assert window.sent[-1] == ("show_tab", {"tab": "queue"})
+    window.render(next(v for v in RECORD_VIEWS if v.data.get("tab") == "queue"))
+    qtbot.wait(10)
+    texts = " ".join(lbl.text() for lbl in window.findChildren(QLabel) if lbl.isVisible())
+    assert "前面还有 2 人" in texts and "约 15 分钟" in texts and "¥77.00" not in texts
+
+
+# Appointments (预约挂号, 取消预约) and check-in (取号报到)
+def _appointment_views() -> list[View]:
+    depts = [{"code": f"A{i}", "name": n, "name_en": "Department", "clinic_type": "general",
+              "location": "门诊楼3层A区"} for i, n in enumerate(
+        "心血管内科 呼吸与危重症医学科 消化内科 神经内科 内分泌科 肾内科 血液科 风湿免疫科 普通外科 骨科 泌尿外科 神经外科 妇科 "
+        "产科 儿科 眼科 耳鼻咽喉科".split())]
+    groups = [{"id": "general", "name": "普通门诊", "name_en": "General clinics", "count": 17},
+              {"id": "special", "name": "特需门诊", "name_en": "Special-needs clinics", "count": 1},
+              {"id": "mdt", "name": "MDT 多学科门诊", "name_en": "MDT clinics", "count": 1}]
+    found = [{"code": "D01", "name": "王建国", "title": "主任医师", "fee_fen": 5000,
+              "department": {"code": c, "name": n}} for c, n in (("XXG", "心血管内科"), ("TXMZ", "特需门诊"))]
+    dates = [{"date": f"2026-{11 if d <= 30 else 12}-{d if d <= 30 else d - 30:02d}", "remaining": d % 4}
+             for d in range(23, 38)]
+    upcoming = [{"order_no": f"RG{i}", "status": "BOOKED", "date": "2026-11-24", "start": "09:00", "end": "09:30",
+                 "department": {"code": "XXG", "name": "心血管内科"}, "doctor": {"code": "D01", "name": "王建国"},
+                 "fee_fen": 5000, "queue_no": 3} for i in range(3)]
+    order = dict(ORDER, slot={"date": "2026-11-24", "start": "09:00", "end": "09:30"})
+    queue = {"order_no": "RG0", "queue_no": 12, "ahead": 4, "estimated_wait_minutes": 32,
+             "location": "门诊楼3层A区 5诊室", "department": "心血管内科", "doctor": "王建国", "start": "14:00",
+             "end": "14:30"}
+    return [
+        View("appt_departments", {"groups": groups, "clinic_type": "general", "departments": depts},
+             patient=PATIENT, can_cancel=True),
+        View("appt_departments", {"groups": groups, "clinic_type": "mdt", "departments": depts[:1]},
+             patient=PATIENT, can_cancel=True),
+        View("doctor_search", {"query": "WJG", "found": found}, patient=PATIENT, can_cancel=True, can_back=True),
+        View("doctor_search", {"query": "", "found": []}, patient=PATIENT, can_cancel=True, can_back=True),
+        View("doctor_search", {"query": "W", "found": []}, message="暂时无法查询医生，请稍后再试或按科室选择",
+             message_en="Doctor search is not available now", patient=PATIENT, can_cancel=True, can_back=True),
+        View("appt_doctors", {"department": depts[0], "doctors": DOCTORS}, patient=PATIENT, can_cancel=True,
+             can_back=True),
+        View("appt_dates", {"department": depts[0], "doctor": DOCTORS[0], "dates": dates, "first": "2026-11-23",
+                            "last": "2026-12-07"}, message="同一就诊日同一科室最多预约 1 个号，请选择其他日期",
+             message_en="At most 1 per department per day", patient=PATIENT, can_cancel=True, can_back=True),
+        View("appt_slots", {"doctor": DOCTORS[0], "date": "2026-11-24", "slots": SLOTS},
+             message="该时段号源已被他人挂走，请重新选择", message_en="Taken", patient=PATIENT, can_cancel=True,
+             can_back=True),
+        View("appt_confirm", {"department": depts[0], "doctor": DOCTORS[0], "slot": SLOTS[0], "date": "2026-11-24"},
+             patient=PATIENT, can_cancel=True, can_back=True),
+        View("appt_payment", {"order": order, "channel": "wechat_native"}, patient=PATIENT, can_cancel=True,
+             deadline=time.monotonic() + 170),
+        View("appt_done", {"order": order, "print_failed": False}, patient=PATIENT),
+        View("appt_cancel_list", {"appointments": upcoming}, patient=PATIENT, can_cancel=True, can_back=True),
+        View("appt_cancel_list", {"appointments": []}, message="您没有可以取消的预约",
+             message_en="You have no upcoming appointment to cancel.", patient=PATIENT, can_cancel=True,
+             can_back=True),
+        View("appt_cancel_confirm", {"appointment": upcoming[0]}, patient=PATIENT, can_cancel=True, can_back=True),
+        View("appt_cancelled", {"appointment": upcoming[0], "order": {"status": "REFUNDED", "amount_fen": 5000}},
+             patient=PATIENT),
+        View("checkin_list", {"appointments": [dict(upcoming[0], start="14:00", end="14:30"),
+                                               dict(upcoming[1], status="CHECKED_IN")]},
+             message="还未到报到时间。请于 11-23 13:00 至 11-23 14:15 之间报到",
+             message_en="Too early to check in. Please check in between 11-23 13:00 and 11-23 14:15.",
+             patient=PATIENT, can_cancel=True),
+        View("checkin_done", {"queue": queue, "print_failed": True}, patient=PATIENT),
+    ]
+
+
+APPOINTMENT_VIEWS = _appointment_views()
+
+
+@pytest.mark.parametrize("view", APPOINTMENT_VIEWS, ids=[f"{v.screen}-{i}" for i, v in enumerate(APPOINTMENT_VIEWS)])
+def test_appointment_screens_fit_and_targets_are_large(window, view, qtbot):
+    test_screen_fits_and_targets_are_large(window, view, qtbot)
+
+
+def _appt(screen: str, n: int = 0) -> View:
+    return [v for v in APPOINTMENT_VIEWS if v.screen == screen][n]
+
+
+def test_appointment_screens_send_their_intents(window, qtbot):
+    from kiosk_app.scripted import ScriptError, click_button, click_tile
+    window.render(_appt("appt_departments"))
+    click_button(window, "特需门诊 (1)")
+    assert window.sent[-1] == ("pick_clinic_type", {"clinic_type": "special"})
+    click_button(window, "按医生查找")
+    assert window.sent[-1] == ("open_search", {})
+    click_button(window, "取消预约")
+    assert window.sent[-1] == ("open_cancel", {})
+    click_tile(window, "呼吸与危重症医学科")
+    assert window.sent[-1] == ("pick_department", {"code": "A1"})
+    window.render(_appt("doctor_search"))
+    for letter in "LXY":
+        click_button(window, letter)
+    assert window.sent[-3:] == [("key", {"letter": "L"}), ("key", {"letter": "X"}), ("key", {"letter": "Y"})]
+    click_button(window, "删除")
+    assert window.sent[-1] == ("backspace", {})
+    click_tile(window, "特需门诊")
+    assert window.sent[-1] == ("pick_found", {"code": "D01", "department": "TXMZ"})
+    window.render(_appt("appt_dates"))
+    with pytest.raises(ScriptError):
+        click_tile(window, "11月24日")  # 24 % 4 == 0 places left: greyed, not clickable
+    click_tile(window, "11月25日")
+    assert window.sent[-1] == ("pick_date", {"date": "2026-11-25"})
+    window.render(_appt("appt_confirm"))
+    click_button(window, "确认预约并支付")
+    assert window.sent[-1] == ("confirm", {})
+    window.render(_appt("appt_cancel_list"))
+    click_tile(window, "王建国")
+    assert window.sent[-1] == ("pick_appointment", {"order_no": "RG0"})
+    window.render(_appt("appt_cancel_confirm"))
+    click_button(window, "确认取消预约")
+    assert window.sent[-1] == ("confirm_cancel", {})
+    window.render(_appt("checkin_list"))
+    click_tile(window, "已报到")
+    assert window.sent[-1] == ("pick_appointment", {"order_no": "RG1"})
+
+
+def test_appointment_payment_says_what_is_paid_and_cancel_says_payment(window, qtbot):
+    window.render(_appt("appt_payment"))
+    screen = window.screens["appt_payment"]
+    assert screen.amount.text() == "¥50.00" and "预约挂号" in screen.what.text()
+    assert "11月24日 星期二" in screen.what.text()
+    assert window.cancel_btn.isVisible() and "取消支付" in window.cancel_btn.text()
+
+
+def test_check_in_result_shows_number_wait_and_place(window, qtbot):
+    window.render(_appt("checkin_done"))
+    qtbot.wait(10)
+    texts = " ".join(lbl.text() for lbl in window.findChildren(QLabel) if lbl.isVisible())
+    assert "12 号" in texts and "4 人" in texts and "约 32 分钟" in texts and "门诊楼3层A区 5诊室 候诊" in texts
+    assert "打印失败" in texts and not window.cancel_btn.isVisible()
+
+
+# Guidance (就诊导航) and the satisfaction survey (满意度评价): views made by the real service, so the screens
+# draw what the workflow really publishes.
+def _guidance_views() -> list[View]:
+    import tempfile
+    from pathlib import Path
+
+    from tests.workflows.fakes import FakeBackend, RecordingPrinter
+    from workflows.guidance import Guidance
+    from workflows.journal import Journal
+
+    journal = Journal(Path(tempfile.mkdtemp()) / "journal.db")
+    views: list[View] = []
+    wf = Guidance(FakeBackend(journal), RecordingPrinter(), journal, views.append, "KIOSK-001")
+    wf.handle("start")
+    wf.handle("pick_group", group="medicine")
+    for place in ("OPD3-B", "emergency", "火星门诊"):  # upstairs by lift; two buildings away; not on the map
+        wf.handle("pick_place", place=place)
+        wf.handle("back")
+    wf.handle("pick_place", place="pharmacy-west")
+    wf.handle("rate")
+    wf.handle("answer", question="overall", score=5)
+    journal.close()
+    wanted = ("guidance_places", "guidance_map", "survey")
+    return [v for v in views if v.screen in wanted]
+
+
+GUIDANCE_VIEWS = _guidance_views()
+
+
+@pytest.mark.parametrize("view", GUIDANCE_VIEWS, ids=[f"{v.screen}-{i}" for i, v in enumerate(GUIDANCE_VIEWS)])
+def test_guidance_and_survey_screens_fit_and_targets_are_large(window, view, qtbot):
+    test_screen_fits_and_targets_are_large(window, view, qtbot)
+
+
+def _orange_pixels(widget) -> int:
+    from PySide6.QtGui import QColor
+
+    from ui.screens.guidance import ROUTE
+    image = widget.grab().toImage()
+    target = QColor(ROUTE)
+    step = 3
+    return sum(1 for x in range(0, image.width(), step) for y in range(0, image.height(), step)
+               if image.pixelColor(x, y) == target)
+
+
+def test_the_map_draws_the_route_you_are_here_and_the_words(window, qtbot):
+    upstairs = next(v for v in GUIDANCE_VIEWS if v.screen == "guidance_map"
+                    and v.data["route"]["destination"]["id"] == "OPD3-B")
+    window.render(upstairs)
+    qtbot.wait(10)
+    screen = window.screens["guidance_map"]
+    assert screen.map.width() >= 900 and screen.map.height() >= 500  # the map is the screen's main thing
+    assert _orange_pixels(screen.map) > 200  # the route is drawn
+    texts = " ".join(lbl.text() for lbl in window.findChildren(QLabel) if lbl.isVisible())
+    assert "门诊楼3层 B区" in texts and "乘电梯到 3 层" in texts and "您在：门诊楼1层 大厅" in texts
+    assert "左手边" in texts and "Neurology" in texts
+    assert window.back_btn.isVisible() and not window.cancel_btn.isVisible()
+    window.render(View("guidance_map", {"route": None}))  # nothing to draw: no line, no crash
+    qtbot.wait(10)
+    assert _orange_pixels(screen.map) == 0
+
+
+def test_an_unknown_place_says_ask_the_help_desk(window, qtbot):
+    unknown = next(v for v in GUIDANCE_VIEWS if v.screen == "guidance_map" and v.message)
+    window.render(unknown)
+    qtbot.wait(10)
+    texts = " ".join(lbl.text() for lbl in window.findChildren(QLabel) if lbl.isVisible())
+    assert "服务台" in texts and "help desk" in texts
+
+
+def test_guidance_and_survey_send_their_intents(window, qtbot):
+    from kiosk_app.scripted import click, click_button, click_tile
+    from ui.screens.survey import FaceButton
+    window.render(next(v for v in GUIDANCE_VIEWS if v.screen == "guidance_places"
+                       and v.data["group"] == "medicine"))
+    qtbot.wait(10)
+    click_tile(window, "神经内科")
+    assert window.sent[-1] == ("pick_place", {"place": "OPD3-B"})
+    click_button(window, "外科")
+    assert window.sent[-1] == ("pick_group", {"group": "surgery"})
+    window.render(next(v for v in GUIDANCE_VIEWS if v.screen == "guidance_map"))
+    click_button(window, "评价")
+    assert window.sent[-1] == ("rate", {})
+    click_button(window, "返回首页")
+    assert window.sent[-1] == ("finish", {})
+    survey = next(v for v in GUIDANCE_VIEWS if v.screen == "survey" and v.data["answers"])
+    window.render(survey)
+    qtbot.wait(10)
+    faces = [f for f in window.findChildren(FaceButton) if f.isVisible()]
+    assert len(faces) == 5 * len(survey.data["questions"])
+    assert all(f.width() >= 150 and f.height() >= theme.TOUCH_MIN for f in faces)
+    assert [f.score for f in faces if f.chosen] == [5]
+    click(next(f for f in faces if f.score == 2))
+    assert window.sent[-1][0] == "answer" and window.sent[-1][1]["score"] == 2
+    click_button(window, "提交")
+    assert window.sent[-1] == ("submit", {})
+    click_button(window, "跳过")
+    assert window.sent[-1] == ("skip", {})

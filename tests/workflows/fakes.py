@@ -246,3 +246,257 @@ class FakeBillBackend(FakeBackend):
         self._call("patient_orders", patient_id, kind)
         return [dict(o, items=[dict(i) for i in o["items"]]) for o in self.orders.values()
                 if o.get("kind") == kind and o["status"] in ("FULFILLED", "REFUNDED")]
+
+
+# ---- printing (报告打印, K8) and queries (信息查询, K10), with the server's rules -----------------------------------
+
+PDF = b"%PDF-1.4\n% a report\n%%EOF\n"
+
+
+def demo_documents() -> list[dict[str, Any]]:
+    def doc(kind, doc_no, title, ready=True, printed=0, expected=None):
+        can = ready and printed < 1
+        d = {"kind": kind, "doc_no": doc_no, "title": title, "department": "内科", "ready": ready,
+             "created_at": "2026-11-23T09:00+08:00", "expected_at": expected, "printed_count": printed,
+             "print_limit": 1, "can_print": can}
+        if not ready:
+            d["note"], d["note_en"] = f"报告尚未出具，预计 {expected} 可取", f"Not ready yet; expected at {expected}"
+        elif not can:
+            d["note"], d["note_en"] = "自助打印次数已用完，如需再次打印请到门诊楼一楼服务台办理", "Used up"
+        return d
+    return [doc("lab", "LAB001", "血常规"), doc("lab", "LAB002", "肝功能", printed=1),
+            doc("imaging", "IMG001", "胸部X线"), doc("imaging", "IMG002", "腹部超声", ready=False,
+                                                   expected="2026-11-24T16:00+08:00"),
+            doc("invoice", "INV001", "门诊缴费 内科"), doc("record", "REC001", "门诊病历")]
+
+
+class FakeRecordsBackend(FakeBackend):
+    """FakeBackend plus documents (print counts kept once per key, like the server) and the history reads."""
+
+    def __init__(self, journal=None):
+        super().__init__(journal)
+        self.docs = {(d["kind"], d["doc_no"]): d for d in demo_documents()}
+        self.print_keys: dict[str, tuple[str, str]] = {}
+        self.registrations = [{"visit_code": "V1", "order_no": "R0001", "status": "CHECKED_IN", "date": "2026-11-23",
+                               "start": "14:00", "end": "14:30", "queue_no": 7,
+                               "department": {"code": "NK", "name": "内科"}, "doctor": {"code": "D01", "name": "王医生"},
+                               "location": "门诊楼2层 3诊室", "fee_fen": 5000, "booked_at": "2026-11-23T08:10+08:00",
+                               "checked_in_at": "2026-11-23T13:40+08:00"}]
+        self.payments = [{"order_no": "MZ0002", "kind": "bill", "status": "FULFILLED",
+                          "created_at": "2026-11-23T09:30+08:00", "paid_at": "2026-11-23T09:31+08:00",
+                          "amount_fen": 7700, "insurance_fen": 4620, "self_pay_fen": 3080,
+                          "payment_method": "wechat_native", "insurance": {"state": "SUCCESS", "amount_fen": 4620},
+                          "department": "内科", "doctor": "王医生",
+                          "items": [{"item_id": "11", "name": "阿莫西林胶囊", "amount_fen": 3700, "status": "REFUNDED"}],
+                          "refunds": [{"refund_no": "RF1", "status": "REFUNDED", "amount_fen": 3700, "items": ["11"]}],
+                          "refunded_fen": 3700}]
+        self.bill_rows = [dict(b, status="PAID") for b in demo_bills()]
+        self.queue_rows = [{"visit_code": "V1", "status": "WAITING", "queue_no": 7, "position": 3, "ahead": 2,
+                            "estimated_wait_minutes": 15, "location": "门诊楼2层 3诊室", "department": "内科",
+                            "doctor": "王医生", "start": "14:00", "end": "14:30"}]
+
+    def documents(self, patient_id):
+        self._call("documents", patient_id)
+        return [dict(d) for d in self.docs.values()]
+
+    def document_pdf(self, patient_id, kind, doc_no):
+        self._call("document_pdf", patient_id, kind, doc_no)
+        d = self.docs[(kind, doc_no)]
+        if not d["ready"]:
+            raise BackendError("REPORT_NOT_READY", d["note"], d["note_en"], {"expected_at": d["expected_at"]})
+        if d["printed_count"] >= d["print_limit"]:
+            raise BackendError("PRINT_LIMIT_REACHED", "自助打印次数已用完，如需再次打印请到门诊楼一楼服务台办理",
+                               "The kiosk print allowance is used up")
+        return PDF + doc_no.encode()
+
+    def record_printed(self, patient_id, kind, doc_no, idempotency_key):
+        self._call("record_printed", patient_id, kind, doc_no, idempotency_key)
+        d = self.docs[(kind, doc_no)]
+        if idempotency_key not in self.print_keys:  # the same key again counts nothing
+            self.print_keys[idempotency_key] = (kind, doc_no)
+            d["printed_count"] += 1
+            d["can_print"] = False
+        return {"kind": kind, "doc_no": doc_no, "printed_count": d["printed_count"], "print_limit": 1}
+
+    def registration_history(self, patient_id):
+        self._call("registration_history", patient_id)
+        return [dict(r) for r in self.registrations]
+
+    def payment_history(self, patient_id):
+        self._call("payment_history", patient_id)
+        return [dict(p) for p in self.payments]
+
+    def bill_history(self, patient_id):
+        self._call("bill_history", patient_id)
+        return [dict(b) for b in self.bill_rows]
+
+    def bill_detail(self, patient_id, bill_no):
+        self._call("bill_detail", patient_id, bill_no)
+        return dict(next(b for b in self.bill_rows if b["bill_no"] == bill_no))
+
+    def queue(self, patient_id):
+        self._call("queue", patient_id)
+        return [dict(q) for q in self.queue_rows]
+
+
+class FakeReportPrinter:
+    """The report printer's contract as CupsReportPrinter offers it: `print_pdf` returns a job id, `wait_for_job`
+    ends the job. `fail_on` makes the n-th job (1-based) end as a real printer would: "paper_out" (CUPS cancels
+    it, with a result), "lost" (CUPS stops answering: no result) or "refused" (never submitted)."""
+
+    def __init__(self):
+        from drivers.health import Health
+        self.health_now = Health.ok()
+        self.jobs: list[bytes] = []
+        self.completed: list[int] = []
+        self.fail_on: dict[int, str] = {}
+
+    def health(self):
+        return self.health_now
+
+    def print_pdf(self, pdf, title):
+        from drivers.report.printer import ReportPrinterError
+        n = len(self.jobs) + 1
+        if self.fail_on.get(n) == "refused":
+            raise ReportPrinterError("打印服务不可用 / CUPS is unreachable")
+        self.jobs.append(pdf)
+        return n
+
+    def wait_for_job(self, job_id, timeout=None):
+        from drivers.health import Health
+        from drivers.report.printer import JOB_COMPLETED, JobResult, ReportPrinterError, JOB_PROCESSING
+        fault = self.fail_on.get(job_id)
+        if fault == "paper_out":
+            self.health_now = Health.fault("paper_out", "纸张用完 / the printer is out of paper")
+            raise ReportPrinterError("打印超时 / cancelled", JobResult(job_id, JOB_PROCESSING, ("media-empty",)))
+        if fault == "lost":
+            raise ReportPrinterError("打印服务不可用 / CUPS is unreachable")
+        self.completed.append(job_id)
+        return JobResult(job_id, JOB_COMPLETED)
+
+
+# ---- appointments (预约挂号) and check-in (取号报到), with the server's rules --------------------------------------
+
+class FakeAppointmentBackend(FakeBackend):
+    """FakeBackend plus the appointment routes: departments by clinic type, doctor search by pinyin initials (a
+    doctor in two departments), the window's days, booking with the HIS's daily limits, cancellation before the
+    cut-off with the refund, and check-in inside the window."""
+
+    TODAY = "2026-11-23"
+    TOMORROW = "2026-11-24"
+
+    def __init__(self, journal=None):
+        super().__init__(journal)
+        self.departments_table = [
+            {"code": "XXG", "name": "心血管内科", "name_en": "Cardiology", "clinic_type": "general",
+             "location": "门诊楼3层A区"},
+            {"code": "HX", "name": "呼吸内科", "name_en": "Respiratory", "clinic_type": "general",
+             "location": "门诊楼3层B区"},
+            {"code": "TXMZ", "name": "特需门诊", "name_en": "Special-needs clinic", "clinic_type": "special",
+             "location": "门诊楼5层"},
+            {"code": "MDT", "name": "肿瘤MDT门诊", "name_en": "Oncology MDT", "clinic_type": "mdt",
+             "location": "门诊楼6层"}]
+        self.doctor_table = {"D01": {"code": "D01", "name": "王建国", "initials": "WJG", "title": "主任医师",
+                                     "specialty": "冠心病", "fee_fen": 5000, "departments": ["XXG", "TXMZ"]},
+                             "D02": {"code": "D02", "name": "李晓燕", "initials": "LXY", "title": "副主任医师",
+                                     "specialty": "哮喘", "fee_fen": 3000, "departments": ["HX"]}}
+        self.booked_days: dict[tuple[str, str], int] = {}  # (patient, date) → appointments held that day
+        self.max_per_day = 3
+        self.cancel_at_counter: set[str] = set()  # order numbers past the HIS's cancellation cut-off
+        self.checkin_window = "open"  # "open" | "early" | "late"
+        self.queue_ahead = 4
+
+    def appointment_departments(self, clinic_type=None):
+        self._call("appointment_departments", clinic_type)
+        return [dict(d) for d in self.departments_table if clinic_type in (None, d["clinic_type"])]
+
+    def appointment_doctors(self, department):
+        self._call("appointment_doctors", department)
+        return [{k: d[k] for k in ("code", "name", "title", "specialty", "fee_fen")} | {"remaining": 3, "days": 2}
+                for d in self.doctor_table.values() if department in d["departments"]]
+
+    def appointment_dates(self, department, doctor):
+        self._call("appointment_dates", department, doctor)
+        free = sum(s["capacity"] - s["booked"] for s in self.slot_table.values())
+        return {"first": self.TODAY, "last": "2026-12-07",
+                "dates": [{"date": self.TOMORROW, "remaining": free}, {"date": "2026-11-25", "remaining": 0}]}
+
+    def appointment_slots(self, department, doctor, day):
+        self._call("appointment_slots", department, doctor, day)
+        return self.slots_list()
+
+    def search_doctors(self, text):
+        self._call("search_doctors", text)
+        names = {d["code"]: d["name"] for d in self.departments_table}
+        return [{k: d[k] for k in ("code", "name", "initials", "title", "specialty", "fee_fen")}
+                | {"departments": [{"code": c, "name": names[c]} for c in d["departments"]]}
+                for d in self.doctor_table.values() if d["initials"].startswith(text.upper()) or text in d["name"]]
+
+    def book_appointment(self, patient_id, slot_id, idempotency_key):
+        self._call("book_appointment", patient_id, slot_id, idempotency_key)
+        if idempotency_key in self.keys:
+            return dict(self.orders[self.keys[idempotency_key]])
+        if self.booked_days.get((patient_id, self.TOMORROW), 0) >= self.max_per_day:
+            raise BackendError("BOOKING_LIMIT_DAY", f"同一就诊日最多预约 {self.max_per_day} 个号",
+                               f"At most {self.max_per_day} registrations per day", {"limit": self.max_per_day})
+        order = FakeBackend.create_registration(self, patient_id, slot_id, idempotency_key)
+        self.calls.pop(-1)  # counted as book_appointment above
+        no = order["order_no"]
+        self.orders[no]["slot"]["date"] = self.TOMORROW
+        self.orders[no]["department"] = {"code": "XXG", "name": "心血管内科", "location": "门诊楼3层A区"}
+        self.booked_days[(patient_id, self.TOMORROW)] = self.booked_days.get((patient_id, self.TOMORROW), 0) + 1
+        return dict(self.orders[no])
+
+    def phone_pays(self, order_no: str, fulfil: bool = True) -> None:
+        super().phone_pays(order_no, fulfil)
+        if fulfil:
+            self.orders[order_no]["registration"]["location"] = "门诊楼3层A区 5诊室"
+
+    def registration_history(self, patient_id):
+        self._call("registration_history", patient_id)
+        rows = []
+        for no, o in self.orders.items():
+            if o.get("registration") is None:
+                continue
+            status = {"FULFILLED": "BOOKED", "CHECKED_IN": "CHECKED_IN"}.get(o["status"], "CANCELLED")
+            rows.append({"visit_code": o["registration"]["visit_code"], "order_no": no, "status": status,
+                         "date": o["slot"]["date"], "start": o["slot"]["start"], "end": o["slot"]["end"],
+                         "queue_no": o["registration"]["queue_no"], "department": dict(o["department"]),
+                         "doctor": {k: o["doctor"][k] for k in ("code", "name")},
+                         "location": o["registration"]["location"], "fee_fen": o["amount_fen"]})
+        # one the HIS holds without a platform order (booked by phone at the switchboard): not ours to touch
+        rows.append({"visit_code": "VHIS", "order_no": None, "status": "BOOKED", "date": self.TOMORROW,
+                     "start": "09:00", "end": "09:30", "queue_no": 1, "department": {"code": "HX", "name": "呼吸内科"},
+                     "doctor": {"code": "D02", "name": "李晓燕"}, "location": "", "fee_fen": 3000})
+        return rows
+
+    def cancel_appointment(self, order_no, patient_id):
+        self._call("cancel_appointment", order_no, patient_id)
+        order = self.orders[order_no]
+        if order["status"] == "REFUNDED":
+            return dict(order)
+        if order_no in self.cancel_at_counter:
+            raise BackendError("CANCEL_AT_COUNTER", "已超过自助取消时间（2026-11-23 18:00），请到人工窗口办理",
+                               "Self-service cancellation closed at 2026-11-23 18:00; please go to a service counter",
+                               {"deadline": "2026-11-23T18:00+08:00"})
+        if order["status"] != "FULFILLED":
+            raise BackendError("APPOINTMENT_NOT_CANCELLABLE", "该预约尚未支付成功，无需取消", "Not paid")
+        order["status"] = "REFUNDED"
+        slot = self.slot_table[int(order["slot"]["slot_id"])]
+        slot["booked"] -= 1
+        return dict(order)
+
+    def check_in(self, order_no, patient_id):
+        self._call("check_in", order_no, patient_id)
+        order = self.orders[order_no]
+        if self.checkin_window != "open":
+            code = "CHECKIN_TOO_EARLY" if self.checkin_window == "early" else "CHECKIN_TOO_LATE"
+            raise BackendError(code, "还未到报到时间" if code.endswith("EARLY") else "已超过报到时间", "Outside",
+                               {"opens_at": f"{self.TODAY}T13:00+08:00", "closes_at": f"{self.TODAY}T14:15+08:00"})
+        order["status"] = "CHECKED_IN"
+        reg = order["registration"]
+        return {"order_no": order_no, "visit_code": reg["visit_code"], "status": "CHECKED_IN",
+                "queue_no": reg["queue_no"], "position": self.queue_ahead + 1, "ahead": self.queue_ahead,
+                "estimated_wait_minutes": self.queue_ahead * 8, "location": reg["location"],
+                "department": order["department"]["name"], "doctor": order["doctor"]["name"],
+                "date": order["slot"]["date"], "start": order["slot"]["start"], "end": order["slot"]["end"]}
