@@ -87,7 +87,7 @@ class Kiosk:
         now = partial(datetime.now, ZoneInfo(config.timezone))
         def registration(publish: Callable[[View], None]) -> SameDayRegistration:
             return SameDayRegistration(self.backend, self.printer, self.journal, publish, terminal_id, timeouts,
-                                       now=now, outbox=self.outbox)
+                                       now=now, outbox=self.outbox, qr_channel=config.payment_qr)
 
         def outpatient_payment(publish: Callable[[View], None]) -> OutpatientPayment:
             return OutpatientPayment(self.backend, self.printer, self.journal, publish, terminal_id,

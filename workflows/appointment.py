@@ -31,6 +31,7 @@ from workflows.backend import BackendError, BackendUnavailable
 from workflows.payment_steps import PaymentSteps
 from workflows.service_base import (JournaledService, Session, ending_transitions,
                                     identification_transitions)
+from workflows.slips import print_slip
 from workflows.view import View
 
 log = logging.getLogger(__name__)
@@ -190,11 +191,6 @@ class AppointmentBooking(PaymentSteps, JournaledService):
     }
 
     visit: AppointmentVisit
-
-    def __init__(self, *args: Any, qr_channel: str = "wechat_native", **kwargs: Any):
-        self.qr_channel = qr_channel
-        self._last_poll = 0.0
-        super().__init__(*args, **kwargs)
 
     def new_session(self) -> AppointmentVisit:
         return AppointmentVisit()
@@ -364,32 +360,10 @@ class AppointmentBooking(PaymentSteps, JournaledService):
             return
         self._go("order_created")
 
-    def _enter_awaiting_payment(self, event: EventData) -> None:
-        v = self.visit
-        self._last_poll = self.clock()
-        if event.event.name == "code_answered":  # back from a code charge: the QR is on screen already
-            return
-        v.notice = ("", "")
-        try:
-            v.order = self._retrying(lambda: self.backend.pay(v.order["order_no"], self.qr_channel, v.pay_key))
-        except BackendError as exc:
-            self._go("fail", message=exc.message, message_en=exc.message_en)
-            return
-        except BackendUnavailable:
-            self._fail_offline()  # no QR was shown, so no one can have paid; the order expires at the server
-            return
-        self._apply_order_status()
-
     def _enter_printing(self, event: EventData) -> None:
         v = self.visit
-        self._fetch_hospital_name()
-        try:
-            self.printer.print_document(appointment_slip(self.hospital_name, v.order, self.terminal_id,
-                                                         self.now()))
-        except Exception:  # the appointment stands; the slip can be printed at the counter or on the day
-            log.exception("appointment slip printing failed for order %s", v.order.get("order_no"))
-            v.print_failed = True
-        self._go("printed")
+        print_slip(self, lambda hospital: appointment_slip(hospital, v.order, self.terminal_id, self.now()),
+                   f"order {v.order.get('order_no')}")
 
     # ---- 取消预约 -------------------------------------------------------------------------------------
 

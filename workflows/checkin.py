@@ -19,6 +19,7 @@ from transitions import EventData
 from workflows.appointment_receipt import checkin_slip
 from workflows.backend import BackendError, BackendUnavailable
 from workflows.service_base import JournaledService, Session, ending_transitions, identification_transitions
+from workflows.slips import print_slip
 from workflows.view import View
 
 log = logging.getLogger(__name__)
@@ -134,13 +135,8 @@ class CheckIn(JournaledService):
 
     def _enter_printing(self, event: EventData) -> None:
         v = self.visit
-        self._fetch_hospital_name()
-        try:
-            self.printer.print_document(checkin_slip(self.hospital_name, v.queue, self.terminal_id, self.now()))
-        except Exception:  # the check-in stands in the HIS; the number is on the screen
-            log.exception("check-in slip printing failed for order %s", (v.queue or {}).get("order_no"))
-            v.print_failed = True
-        self._go("printed")
+        print_slip(self, lambda hospital: checkin_slip(hospital, v.queue, self.terminal_id, self.now()),
+                   f"check-in {(v.queue or {}).get('order_no')}")
 
     def _view_for(self, state: str) -> View:
         v = self.visit

@@ -27,6 +27,7 @@ from workflows.bill_receipt import bill_slip, places_of
 from workflows.payment_steps import PaymentSteps
 from workflows.service_base import (JournaledService, Session, ending_transitions,
                                     identification_transitions)
+from workflows.slips import print_slip
 from workflows.view import View
 
 log = logging.getLogger(__name__)
@@ -162,11 +163,6 @@ class OutpatientPayment(PaymentSteps, JournaledService):
 
     visit: BillVisit
 
-    def __init__(self, *args: Any, qr_channel: str = "wechat_native", **kwargs: Any):
-        self.qr_channel = qr_channel
-        self._last_poll = 0.0
-        super().__init__(*args, **kwargs)
-
     def new_session(self) -> BillVisit:
         return BillVisit()
 
@@ -265,33 +261,10 @@ class OutpatientPayment(PaymentSteps, JournaledService):
                         "Medical insurance is not answering. Scan again later, or pay it yourself.")
         self._go("presettled")
 
-    def _enter_awaiting_payment(self, event: EventData) -> None:
-        v = self.visit
-        self._last_poll = self.clock()
-        if event.event.name == "code_answered":  # back from a code charge: the QR is on screen already
-            return
-        v.notice = ("", "")
-        try:
-            v.order = self._retrying(lambda: self.backend.pay(v.order["order_no"], self.qr_channel, v.pay_key))
-        except BackendError as exc:
-            self._go("fail", message=exc.message, message_en=exc.message_en)
-            return
-        except BackendUnavailable:
-            # No QR was shown; the order is closed by the server when it expires, and cancel is tried now.
-            self._fail_offline()
-            return
-        # Insurance covering everything needs no trade: the server may answer PAID or FULFILLED at once.
-        self._apply_order_status()
-
     def _enter_printing(self, event: EventData) -> None:
         v = self.visit
-        self._fetch_hospital_name()
-        try:
-            self.printer.print_document(bill_slip(self.hospital_name, v.order, self.terminal_id, self.now()))
-        except Exception:  # the payment stands; the slip can be printed again at the counter
-            log.exception("payment slip printing failed for order %s", v.order.get("order_no"))
-            v.print_failed = True
-        self._go("printed")
+        print_slip(self, lambda hospital: bill_slip(hospital, v.order, self.terminal_id, self.now()),
+                   f"order {v.order.get('order_no')}")
 
     # ---- refunding ----------------------------------------------------------------------------------
 

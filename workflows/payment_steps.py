@@ -37,7 +37,32 @@ class PaymentSteps:
     #: "slow" (paid, the HIS is slow; formatted with the order number as {no}), each (Chinese, English).
     PAYMENT_TEXT: ClassVar[dict[str, tuple[str, str]]] = {}
 
-    _last_poll: float
+    def __init__(self, *args: Any, qr_channel: str = "wechat_native", **kwargs: Any):
+        self.qr_channel = qr_channel  # the method whose QR the kiosk shows: the terminal's `payment_qr`
+        self._last_poll = 0.0
+        super().__init__(*args, **kwargs)
+
+    def _enter_awaiting_payment(self, event: EventData) -> None:
+        """Put the QR on screen (the order's self-pay part, in the terminal's QR method). Coming back from a
+        code charge the QR is there already. Insurance covering everything needs no trade: the server may
+        answer PAID or FULFILLED at once."""
+        v: Any = self.visit  # type: ignore[attr-defined]
+        self._last_poll = self.clock()  # type: ignore[attr-defined]
+        if event.event.name == "code_answered":
+            return
+        v.notice = ("", "")
+        try:
+            v.order = self._retrying(lambda: self.backend.pay(  # type: ignore[attr-defined]
+                v.order["order_no"], self.qr_channel, v.pay_key))
+        except BackendError as exc:
+            self._go("fail", message=exc.message, message_en=exc.message_en)  # type: ignore[attr-defined]
+            return
+        except BackendUnavailable:
+            # No QR was shown, so no one can have paid: the order expires at the server, and a restarted
+            # kiosk cancels it at once (workflows.recovery).
+            self._fail_offline()  # type: ignore[attr-defined]
+            return
+        self._apply_order_status()
 
     def _new_code_key(self, event: EventData) -> None:
         self.visit.code_key = uuid.uuid4().hex  # type: ignore[attr-defined]

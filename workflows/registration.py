@@ -25,6 +25,7 @@ from workflows.payment_steps import PaymentSteps
 from workflows.receipt import registration_slip
 from workflows.service_base import (JournaledService, Session, Timeouts, ending_transitions,
                                     identification_transitions)
+from workflows.slips import print_slip
 from workflows.view import View
 
 __all__ = ["SameDayRegistration", "Timeouts", "Visit"]
@@ -145,10 +146,6 @@ class SameDayRegistration(PaymentSteps, JournaledService):
 
     visit: Visit
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._last_poll = 0.0
-
     def new_session(self) -> Visit:
         return Visit()
 
@@ -224,30 +221,10 @@ class SameDayRegistration(PaymentSteps, JournaledService):
             return
         self._go("order_created")
 
-    def _enter_awaiting_payment(self, event: EventData) -> None:
-        v = self.visit
-        if event.event.name == "code_answered":  # back from a code charge: the QR is on screen already
-            self._last_poll = self.clock()
-            return
-        v.notice = ("", "")
-        try:
-            v.order = self._retrying(lambda: self.backend.pay(v.order["order_no"], "wechat_native", v.pay_key))
-        except BackendError as exc:
-            self._go("fail", message=exc.message, message_en=exc.message_en)
-        except BackendUnavailable:
-            self._fail_offline()  # no QR was shown, so no one can have paid
-        self._last_poll = self.clock()
-
     def _enter_printing(self, event: EventData) -> None:
         v = self.visit
-        self._fetch_hospital_name()
-        try:
-            self.printer.print_document(registration_slip(self.hospital_name, v.order, self.terminal_id,
-                                                          self.now()))
-        except Exception:  # the registration stands; the slip can be reprinted at the counter
-            log.exception("receipt printing failed for order %s", v.order.get("order_no"))
-            v.print_failed = True
-        self._go("printed")
+        print_slip(self, lambda hospital: registration_slip(hospital, v.order, self.terminal_id, self.now()),
+                   f"order {v.order.get('order_no')}")
 
     # ---- helpers ------------------------------------------------------------------------------------
 
