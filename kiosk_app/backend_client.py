@@ -53,6 +53,14 @@ class HttpBackend:
         return self._call("POST", "/patients/identify",
                           json={"method": "id_card", "id_number": id_number, "name": name})
 
+    def identify_by_code(self, method: str, code: str) -> Json:
+        # The code is a credential: it goes in the body, never into a URL or a log line.
+        return self._call("POST", "/patients/identify", json={"method": method, "code": code})
+
+    def create_patient(self, id_number: str, name: str, gender: str, birth: str, phone: str) -> Json:
+        return self._call("POST", "/patients", json={"id_number": id_number, "name": name, "gender": gender,
+                                                     "birth": birth, "phone": phone})
+
     def departments(self) -> list[Json]:
         return self._call("GET", "/departments")["departments"]
 

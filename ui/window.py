@@ -16,7 +16,7 @@ from ui import theme
 from ui.screens.base import Screen, Send
 from ui.screens.bills import (BillCheckoutScreen, BillDetailScreen, BillDoneScreen, BillPaymentScreen, BillsScreen,
                               RefundConfirmScreen, RefundDoneScreen, RefundsScreen)
-from ui.screens.card import InsertCardScreen
+from ui.screens.card import InsertCardScreen, NewFileScreen
 from ui.screens.choose import DepartmentsScreen, DoctorsScreen, SlotsScreen
 from ui.screens.confirm import ConfirmScreen
 from ui.screens.diag import DiagPinScreen, DiagScreen
@@ -31,7 +31,7 @@ from ui.widgets import button, label
 from workflows.view import View
 
 SCREENS: dict[str, type[Screen]] = {
-    "home": HomeScreen, "insert_card": InsertCardScreen, "departments": DepartmentsScreen,
+    "home": HomeScreen, "insert_card": InsertCardScreen, "new_file": NewFileScreen, "departments": DepartmentsScreen,
     "doctors": DoctorsScreen, "slots": SlotsScreen, "confirm": ConfirmScreen, "payment": PaymentScreen,
     "busy": BusyScreen, "done": DoneScreen, "error": ErrorScreen,
     "diag_pin": DiagPinScreen, "diag": DiagScreen,

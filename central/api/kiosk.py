@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from central import bill_orders, orders
 from central.api.auth import Svc, Terminal
 from central.api.errors import ApiError
 from central.api.views import age_on, bill_view, department_view, doctor_view, order_view, slot_view
-from central.payments.channel import ChannelError, ChannelUnavailable
+from central.payments.channel import ChannelError, ChannelUnavailable, SignatureError
 from central.payments.insurance import CERT_E_VOUCHER, CERT_SOCIAL_SECURITY_CARD
 from central.services import Services
-from drivers.idcard.idnumber import mask_name
+from drivers.idcard.idnumber import birth_date, is_valid, mask_latin_name, mask_name
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +25,51 @@ router = APIRouter(prefix="/api/v1/kiosk", tags=["kiosk"])
 DateQuery = Annotated[date | None, Query(description="YYYY-MM-DD in the hospital's timezone; default today")]
 
 
+ID_NUMBER_PATTERN = r"^(\d{17}[\dXx]|[A-Z]{3}\d{12})$"
+IdentifyMethod = Literal["id_card", "e_health_code", "visit_code", "insurance_voucher", "social_security_card",
+                         "document_number"]
+#: The field each identification method needs besides ``method``.
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "id_card": ("id_number", "name"), "e_health_code": ("code",), "visit_code": ("code",),
+    "insurance_voucher": ("code",), "social_security_card": ("code",), "document_number": ("document_number", "name"),
+}
+
+
 class IdentifyRequest(BaseModel):
-    method: Literal["id_card"]
+    """Who is at the kiosk (K1). ``id_card``: the ID card's number and name. ``e_health_code``, ``visit_code``,
+    ``insurance_voucher``: a scanned code; ``social_security_card``: the card number read from the chip.
+    ``document_number``: a passport or HK/Macao/Taiwan travel permit number typed at the kiosk, with the name."""
+
+    method: IdentifyMethod
     # 18 characters: resident ID card and HK/Macao/Taiwan residence permit; 3 letters + 12 digits:
     # foreigner's permanent residence card (2017 version).
-    id_number: str = Field(pattern=r"^(\d{17}[\dXx]|[A-Z]{3}\d{12})$")
+    id_number: str | None = Field(default=None, pattern=ID_NUMBER_PATTERN)
+    name: str | None = Field(default=None, min_length=1, max_length=50)
+    code: str | None = Field(default=None, min_length=6, max_length=128, pattern=r"^[0-9A-Za-z_:+/=\-]+$")
+    document_number: str | None = Field(default=None, min_length=5, max_length=20, pattern=r"^[0-9A-Za-z]+$")
+
+    @model_validator(mode="after")
+    def _fields_for_method(self) -> IdentifyRequest:
+        missing = [f for f in _NEEDS[self.method] if not getattr(self, f)]
+        if missing:
+            raise ValueError(f"method {self.method} needs {', '.join(missing)}")
+        return self
+
+    def __repr__(self) -> str:  # identifiers and codes never reach a log line
+        return f"IdentifyRequest(method={self.method})"
+
+
+class NewPatientRequest(BaseModel):
+    """建档 (K2) from a resident ID card as the kiosk read it, with the phone number the patient typed."""
+
+    id_number: str = Field(pattern=r"^\d{17}[\dXx]$")
     name: str = Field(min_length=1, max_length=50)
+    gender: Literal["男", "女"]
+    birth: date
+    phone: str = Field(pattern=r"^1[3-9]\d{9}$")
+
+    def __repr__(self) -> str:
+        return "NewPatientRequest(...)"
 
 
 class RegistrationRequest(BaseModel):
@@ -97,17 +137,98 @@ def hospital(svc: Svc, _terminal: Terminal) -> dict[str, Any]:
             "date": svc.today().isoformat()}
 
 
+NOT_FOUND = ("未找到您的就诊档案，可用身份证自助建档或到人工窗口建档",
+             "No patient file found; create one here with your ID card or at a service counter")
+
+
+def _not_found(svc: Services, by_id_card: bool = False) -> ApiError:
+    """``can_create``: this patient may make a file at the kiosk now (a resident ID card was read and the HIS
+    takes new files from kiosks)."""
+    return ApiError(404, "PATIENT_NOT_FOUND", NOT_FOUND[0], NOT_FOUND[1],
+                    can_create=bool(by_id_card and getattr(svc.his, "creates_patients", False)))
+
+
+def _patient_view(svc: Services, patient: Any) -> dict[str, Any]:
+    masked = mask_name(patient.name) if not patient.name.isascii() else mask_latin_name(patient.name)
+    return {"patient_id": patient.patient_id, "name_masked": masked, "gender": patient.gender,
+            "age": age_on(patient.birth, svc.today())}
+
+
+def _same_name(on_file: str, given: str) -> bool:
+    """Names typed or read compare without case and spacing (passports print Latin names in capitals)."""
+    def norm(text: str) -> str:
+        return "".join(text.split()).upper()
+    return norm(on_file) == norm(given)
+
+
+def _insured_id_number(svc: Services, cert_type: str, code: str) -> str:
+    """The ID number of the person an insurance credential belongs to, from the insurance platform (1101)."""
+    channel: Any = svc.channels.get("insurance")
+    if channel is None:
+        raise ApiError(409, "CHANNEL_NOT_SUPPORTED", "本院暂未开通医保凭证识别", "Insurance credentials are not accepted here")
+    try:
+        person = channel.identify(cert_type, code, f"ID{svc.now():%Y%m%d%H%M%S}{secrets.randbelow(10**6):06d}")
+    except ValueError:
+        raise ApiError(409, "INSURANCE_CREDENTIAL_INVALID", "医保凭证无效，请重新出示",
+                       "This insurance credential is not valid; please show it again") from None
+    except (ChannelUnavailable, SignatureError):
+        raise ApiError(503, "PAYMENT_CHANNEL_UNAVAILABLE", "医保系统暂时无响应，请稍候或使用身份证",
+                       "The insurance platform is not answering; please wait or use your ID card") from None
+    except ChannelError:
+        raise ApiError(409, "INSURANCE_REFUSED", "医保凭证暂不能识别，请使用身份证",
+                       "The insurance credential could not be read; please use your ID card") from None
+    return str(person.id_number)
+
+
 @router.post("/patients/identify")
 def identify(body: IdentifyRequest, svc: Svc, _terminal: Terminal) -> dict[str, Any]:
-    patient = svc.his.find_patient_by_id_number(body.id_number.upper())
+    """K1: the patient file, by any of the kiosk's credentials. An e-health code held by a phone account that
+    carries several family members' cards answers ``{"patients": [...]}`` for the patient to choose from."""
+    his = svc.his
+    if body.method in ("id_card", "document_number"):
+        number = (body.id_number if body.method == "id_card" else body.document_number) or ""
+        patient = his.find_patient_by_id_number(number.strip().upper())
+        if patient is None:
+            raise _not_found(svc, body.method == "id_card")
+        if not _same_name(patient.name, body.name or ""):
+            raise ApiError(409, "NAME_MISMATCH", "姓名与档案不符，请到人工窗口核对",
+                           "The name does not match the patient file; please check at a service counter")
+        return _patient_view(svc, patient)
+    code = (body.code or "").strip()
+    if body.method == "visit_code":
+        patient = his.find_patient_by_visit_code(code)
+    elif body.method == "e_health_code":
+        found = his.find_patients_by_ehealth_code(code)
+        if len(found) > 1:
+            return {"patients": [_patient_view(svc, p) for p in found]}
+        patient = found[0] if found else None
+    else:
+        cert = CERT_E_VOUCHER if body.method == "insurance_voucher" else CERT_SOCIAL_SECURITY_CARD
+        patient = his.find_patient_by_id_number(_insured_id_number(svc, cert, code).upper())
     if patient is None:
-        raise ApiError(404, "PATIENT_NOT_FOUND", "未找到您的就诊档案，请到人工窗口建档",
-                       "No patient file found; please register at a service counter")
-    if patient.name != body.name.strip():
+        raise _not_found(svc)
+    return _patient_view(svc, patient)
+
+
+@router.post("/patients", status_code=201)
+def create_patient(body: NewPatientRequest, svc: Svc, terminal: Terminal) -> dict[str, Any]:
+    """K2 建档: a patient file from an ID card read at the kiosk. The same ID number again gives the file it
+    already has (a retried request, or a patient who did not know they had one), if the name matches."""
+    number = body.id_number.upper()
+    male = number[16:17].isdigit() and int(number[16]) % 2 == 1
+    if not is_valid(number) or birth_date(number) != body.birth or (body.gender == "男") != male:
+        raise ApiError(422, "ID_CARD_INVALID", "身份证信息无法核验，请到人工窗口建档",
+                       "The ID card could not be verified; please register at a service counter")
+    try:
+        patient, created = svc.his.create_patient(body.name.strip(), number, body.gender, body.birth, body.phone)
+    except NotImplementedError:
+        raise ApiError(409, "NOT_SUPPORTED", "本院暂不支持自助建档，请到人工窗口办理",
+                       "Patient files are created at a service counter here") from None
+    if not created and not _same_name(patient.name, body.name):
         raise ApiError(409, "NAME_MISMATCH", "姓名与档案不符，请到人工窗口核对",
                        "The name does not match the patient file; please check at a service counter")
-    return {"patient_id": patient.patient_id, "name_masked": mask_name(patient.name), "gender": patient.gender,
-            "age": age_on(patient.birth, svc.today())}
+    log.info("patient file %s by terminal %s (%s)", patient.patient_id, terminal, "new" if created else "existing")
+    return {**_patient_view(svc, patient), "created": created}
 
 
 @router.get("/departments")

@@ -417,3 +417,23 @@ class HisAdapter(ABC):
         """Count one completed print; returns the count after it. Idempotent on ``print_ref``. Raises
         PrintLimitReached, counting nothing, when the document was already printed ``limit`` times, and
         DocumentNotFound for an unknown document."""
+
+    # -- other ways to find a patient (K1) and new patient files (K2) --------------------------------------------
+    # Not abstract: a hospital's HIS that lacks one of these still serves ID-card identification.
+
+    #: Whether `create_patient` makes files; the kiosk offers 建档 only then.
+    creates_patients: bool = False
+
+    def find_patient_by_visit_code(self, visit_code: str) -> Patient | None:
+        """The patient of the registration whose visit code (就诊码) this is."""
+        return None
+
+    def find_patients_by_ehealth_code(self, code: str) -> list[Patient]:
+        """The patient files bound to this e-health card (电子健康卡) code; several when one phone account holds
+        the cards of a family."""
+        return []
+
+    def create_patient(self, name: str, id_number: str, gender: str, birth: date,
+                       phone: str | None) -> tuple[Patient, bool]:
+        """建档: a new patient file, or the existing one for this ID number (``created`` False)."""
+        raise NotImplementedError("this HIS does not create patient files")

@@ -22,17 +22,24 @@ from central.his.adapter import (Bill, BillLine, BillRefused, BookingLimitReache
                                  PrintLimitReached, QueueStatus, Registration, RegistrationRecord,
                                  RegistrationRefused, Slot, SlotNotFound, SlotTaken)
 from central.his.tables import (HisBill, HisBillItem, HisDepartment, HisDoctor, HisDoctorDepartment,
-                                HisImagingReport, HisInvoice, HisLabReport, HisLabResult, HisMedicalRecord,
+                                HisEHealthCard, HisImagingReport, HisInvoice, HisLabReport, HisLabResult, HisMedicalRecord,
                                 HisPatient, HisPrintLog, HisRegistration, HisSlot, HisSlotLock)
 
 ID_INDEX_PURPOSE = "his_patients.id_number"
+EHEALTH_INDEX_PURPOSE = "his_ehealth_cards.code"
 
 
 def id_number_index(cipher: FieldCipher, id_number: str) -> str:
     return cipher.blind_index(id_number, ID_INDEX_PURPOSE)
 
 
+def ehealth_code_index(cipher: FieldCipher, code: str) -> str:
+    return cipher.blind_index(code, EHEALTH_INDEX_PURPOSE)
+
+
 class ReferenceHis(HisAdapter):
+    creates_patients = True
+
     def __init__(self, sessions: sessionmaker[Session], cipher: FieldCipher, hospital: Hospital,
                  rules: HisRules | None = None):
         self._sessions = sessions
@@ -56,6 +63,48 @@ class ReferenceHis(HisAdapter):
         with self._sessions() as session:
             row = session.get(HisPatient, patient_id)
             return _patient(row) if row else None
+
+    def find_patient_by_visit_code(self, visit_code: str) -> Patient | None:
+        with self._sessions() as session:
+            row = session.scalar(select(HisPatient).join(
+                HisRegistration, HisRegistration.patient_id == HisPatient.patient_id).where(
+                HisRegistration.visit_code == visit_code.strip()))
+            return _patient(row) if row else None
+
+    def find_patients_by_ehealth_code(self, code: str) -> list[Patient]:
+        with self._sessions() as session:
+            rows = session.scalars(select(HisPatient).join(
+                HisEHealthCard, HisEHealthCard.patient_id == HisPatient.patient_id).where(
+                HisEHealthCard.code_index == ehealth_code_index(self._cipher, code)).order_by(
+                HisPatient.patient_id)).all()
+            return [_patient(row) for row in rows]
+
+    def bind_ehealth_card(self, code: str, patient_id: str) -> None:
+        """Bind an e-health card code to a patient file (the regional platform issued it); idempotent."""
+        index = ehealth_code_index(self._cipher, code)
+        with self._sessions() as session, session.begin():
+            if session.get(HisEHealthCard, (index, patient_id)) is None:
+                session.add(HisEHealthCard(code_index=index, patient_id=patient_id))
+
+    def create_patient(self, name: str, id_number: str, gender: str, birth: date,
+                       phone: str | None) -> tuple[Patient, bool]:
+        index = id_number_index(self._cipher, id_number)
+        for _attempt in range(5):
+            with self._sessions() as session:
+                existing = session.scalar(select(HisPatient).where(HisPatient.id_index == index))
+                if existing is not None:
+                    return _patient(existing), False
+                row = HisPatient(patient_id=f"P{secrets.randbelow(10**8):08d}", name=name,
+                                 id_number=id_number.strip().upper(), id_index=index, gender=gender, birth=birth,
+                                 phone=phone)
+                session.add(row)
+                try:
+                    session.commit()
+                except IntegrityError:  # the same person at another kiosk, or a patient number taken
+                    session.rollback()
+                    continue
+                return _patient(row), True
+        raise RuntimeError("could not allocate a patient number")
 
     # -- schedule ------------------------------------------------------------------------------------------------
 

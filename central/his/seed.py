@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.crypto import FieldCipher
 from central.his.adapter import Hospital
-from central.his.reference import id_number_index
+from central.his.reference import ehealth_code_index, id_number_index
 from central.his.pinyin import name_initials
 from central.his.tables import (HisBill, HisBillItem, HisDepartment, HisDoctor, HisDoctorDepartment,
-                                HisImagingReport, HisLabReport, HisLabResult, HisMedicalRecord, HisPatient,
+                                HisEHealthCard, HisImagingReport, HisLabReport, HisLabResult, HisMedicalRecord, HisPatient,
                                 HisSessionTemplate)
 from drivers.idcard.idnumber import check_digit
 
@@ -41,6 +41,8 @@ DEMO_PATIENT: dict[str, Any] = {
     "authority": "赣州市公安局章贡分局",
 }
 DEMO_PATIENT_ID = "P00000000"
+#: The demo patient's e-health card (电子健康卡) code: 64 hexadecimal characters, the scanner's default rule.
+DEMO_EHEALTH_CODE = "5e1f0c2a9b7d4e3f8a6c1b0d2e4f6a8b9c7d5e3f1a2b4c6d8e0f1a3b5c7d9e2f"
 
 # code, name, English name, category, location, English location
 DEPARTMENTS: list[tuple[str, str, str, str, str, str]] = [
@@ -190,6 +192,8 @@ def seed_reference_his(sessions: sessionmaker[Session], cipher: FieldCipher, tz:
         session.flush()
         # Added later than the rest: a generator of its own keeps everything above exactly as it was.
         _seed_clinics_and_documents(session, random.Random(seed + 8), doctors, patients, tz, today)
+        session.add(HisEHealthCard(code_index=ehealth_code_index(cipher, DEMO_EHEALTH_CODE),
+                                   patient_id=DEMO_PATIENT_ID))
     return True
 
 

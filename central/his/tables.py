@@ -268,3 +268,16 @@ class HisPrintLog(Base):
     doc_no: Mapped[str] = mapped_column(String(32))
     count_after: Mapped[int] = mapped_column(Integer)
     printed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class HisEHealthCard(Base):
+    """电子健康卡: a code issued by the regional health platform, bound to a patient file. Only its blind index is
+    kept (the code is a credential: whoever holds it is the patient), so the table can find a file but cannot
+    give a code back."""
+
+    __tablename__ = "his_ehealth_cards"
+
+    # One code may carry several files: a phone account holding the cards of a family.
+    code_index: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("his_patients.patient_id"), primary_key=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

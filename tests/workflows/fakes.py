@@ -40,9 +40,41 @@ class FakeBackend:
 
     def identify_by_id_card(self, id_number, name):
         self._call("identify_by_id_card", id_number, name)
-        if id_number != FakeCard.id_number:
-            raise BackendError("PATIENT_NOT_FOUND", "未找到您的就诊档案，请到人工窗口建档", "No record found")
+        if id_number != FakeCard.id_number and id_number not in (getattr(self, "created_files", None) or {}):
+            raise BackendError("PATIENT_NOT_FOUND", "未找到您的就诊档案，请到人工窗口建档", "No record found",
+                               {"code": "PATIENT_NOT_FOUND", "can_create": self.can_create})
         return {"patient_id": "P0001", "name_masked": "李*英", "gender": "女", "age": 70}
+
+    #: Codes the fake server knows: (method, code) -> the patient; a list is a family on one e-health account.
+    known_codes: dict[tuple[str, str], Any] = {
+        ("e_health_code", "ab" * 32): {"patient_id": "P0001", "name_masked": "李*英", "gender": "女", "age": 70},
+        ("visit_code", "123456789012"): {"patient_id": "P0001", "name_masked": "李*英", "gender": "女", "age": 70},
+        ("insurance_voucher", "ecXk3v9Q2mWJ7TzL0pRb5NfY8uHsAe1D"): {
+            "patient_id": "P0002", "name_masked": "张*", "gender": "男", "age": 76},
+        ("social_security_card", "A12345678"): {"patient_id": "P0002", "name_masked": "张*", "gender": "男", "age": 76},
+        ("e_health_code", "cd" * 32): {"patients": [
+            {"patient_id": "P0001", "name_masked": "李*英", "gender": "女", "age": 70},
+            {"patient_id": "P0003", "name_masked": "李*明", "gender": "男", "age": 11}]},
+    }
+    #: Whether an unknown ID card may make a file here (the server's ``can_create``).
+    can_create = False
+
+    def identify_by_code(self, method, code):
+        self._call("identify_by_code", method, code)
+        found = self.known_codes.get((method, code))
+        if found is None:
+            raise BackendError("PATIENT_NOT_FOUND", "未找到您的就诊档案，可用身份证自助建档或到人工窗口建档",
+                               "No patient file found", {"code": "PATIENT_NOT_FOUND", "can_create": False})
+        return found
+
+    def create_patient(self, id_number, name, gender, birth, phone):
+        self._call("create_patient", id_number, name, gender, birth, phone)
+        created = getattr(self, "created_files", None)
+        if created is None:
+            created = self.created_files = {}
+        patient_id = created.setdefault(id_number, f"P9{len(created):03d}")
+        return {"patient_id": patient_id, "name_masked": name[:1] + "*" * (len(name) - 1), "gender": gender,
+                "age": 36, "created": True}
 
     def departments(self):
         self._call("departments")

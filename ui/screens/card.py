@@ -1,13 +1,14 @@
-"""Insert-card screen: a drawing of where the card goes beats any sentence for a first-time patient."""
+"""Insert-card screen: a drawing of where the card goes beats any sentence for a first-time patient; it also
+names the codes the scanner takes instead (K1). The new-file screen (建档, K2) asks for the phone number."""
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPolygonF
-from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QSizePolicy, QVBoxLayout, QWidget
 
 from ui import theme
 from ui.screens.base import Screen, Send
-from ui.widgets import label, title_block
+from ui.widgets import button, centered, label, title_block
 from workflows.view import View
 
 
@@ -52,7 +53,8 @@ class CardOnReader(QWidget):
 class InsertCardScreen(Screen):
     def __init__(self, send: Send):
         super().__init__(send)
-        self.body.addWidget(title_block("请将身份证放在读卡区", "Place your ID card on the reader"))
+        self.body.addWidget(title_block("请将身份证放在读卡区，或扫码识别",
+                                        "Place your ID card on the reader, or scan a code"))
         row = QHBoxLayout()
         row.addWidget(CardOnReader(), 3)
         steps = QVBoxLayout()
@@ -62,10 +64,78 @@ class InsertCardScreen(Screen):
                        ("3  读卡成功后请取回身份证", "Take your card back after reading")):
             steps.addWidget(label(zh, 34, True))
             steps.addWidget(label(en, 22, color=theme.MUTED))
-            steps.addSpacing(24)
+            steps.addSpacing(8)
+        steps.addWidget(label("没带身份证？在扫码口出示：", 30, True, theme.PRIMARY))
+        steps.addWidget(label("No ID card? Show one of these to the scanner:", 22, color=theme.MUTED))
+        for zh, en in (("电子健康卡（码）", "E-health card QR"), ("医保电子凭证", "Medical-insurance e-voucher"),
+                       ("挂号单上的就诊码", "Visit code on your registration slip")):
+            steps.addWidget(label(f"•  {zh}   {en}", 24))
+        steps.addWidget(label("没有档案？放入身份证即可自助建档  No file? Your ID card creates one", 22,
+                              color=theme.MUTED))
         steps.addStretch(1)
         row.addLayout(steps, 2)
         self.body.addLayout(row, 1)
 
     def render(self, view: View) -> None:
         pass
+
+
+class NewFileScreen(Screen):
+    """建档: the masked name from the ID card, a keypad for the mobile number, Create. The digits stay in this
+    widget and leave it only with the Create tap."""
+
+    LENGTH = 11
+
+    def __init__(self, send: Send):
+        super().__init__(send)
+        self.typed = ""
+        self.body.addWidget(title_block("未找到您的就诊档案，是否现在建档？",
+                                        "No patient file found. Create one now?"))
+        row = QHBoxLayout()
+        left = QVBoxLayout()
+        left.addStretch(1)
+        self.who = label("", 40, True, align=Qt.AlignmentFlag.AlignCenter)
+        left.addWidget(self.who)
+        left.addWidget(label("请输入您的手机号码", 32, align=Qt.AlignmentFlag.AlignCenter))
+        left.addWidget(label("Enter your mobile number", 22, color=theme.MUTED, align=Qt.AlignmentFlag.AlignCenter))
+        self.number = label("", 56, True, theme.PRIMARY, Qt.AlignmentFlag.AlignCenter)
+        left.addWidget(self.number)
+        self.message = label("", 26, True, theme.DANGER, Qt.AlignmentFlag.AlignCenter, wrap=True)
+        left.addWidget(self.message)
+        self.create = button("建档并继续  Create and continue", "primary", self._confirm, 560)
+        left.addLayout(centered(self.create))
+        left.addStretch(1)
+        row.addLayout(left, 3)
+        pad = QGridLayout()
+        pad.setSpacing(14)
+        for i, key in enumerate(["1", "2", "3", "4", "5", "6", "7", "8", "9", "清除", "0", "⌫"]):
+            btn = button(key, min_width=180)
+            btn.clicked.connect(lambda _checked=False, k=key: self._press(k))
+            pad.addWidget(btn, i // 3, i % 3)
+        row.addLayout(pad, 2)
+        self.body.addLayout(row, 1)
+
+    def render(self, view: View) -> None:
+        self.typed = ""
+        self.who.setText(f"{view.data.get('name_masked', '')}  {view.data.get('gender', '')}")
+        self.message.setText(f"{view.message}  {view.message_en}".strip())
+        self._show()
+
+    def _press(self, key: str) -> None:
+        if key == "清除":
+            self.typed = ""
+        elif key == "⌫":
+            self.typed = self.typed[:-1]
+        elif len(self.typed) < self.LENGTH:
+            self.typed += key
+        self._show()
+
+    def _confirm(self) -> None:
+        phone, self.typed = self.typed, ""
+        self._show()
+        self.send("confirm_file", phone=phone)
+
+    def _show(self) -> None:
+        shown = self.typed + "_" * (self.LENGTH - len(self.typed))
+        self.number.setText(f"{shown[:3]} {shown[3:7]} {shown[7:]}")
+        self.create.setEnabled(len(self.typed) == self.LENGTH)
