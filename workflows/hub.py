@@ -121,12 +121,10 @@ class ServiceHub:
             self.publish(self.home_view())
 
     def _publish_from(self, service_id: str) -> Callable[[View], None]:
+        """A service's screens reach the glass only while it runs. Its own home screen never does: the hub
+        draws home once per event (after a device report, or when a service ends), not once per service."""
         def publish(view: View) -> None:
-            if view.screen == "home":
-                if self.active in (None, service_id):
-                    self.publish(self.home_view())
-                return
-            if self.active == service_id:
+            if view.screen != "home" and self.active == service_id:
                 self.publish(view)
         return publish
 

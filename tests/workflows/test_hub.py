@@ -125,3 +125,10 @@ def test_ticks_go_to_the_running_service_only(hub):
 def test_the_catalogue_refuses_unknown_services():
     with pytest.raises(ValueError):
         catalogue({"teleport": Echo})
+
+
+def test_a_device_report_redraws_home_once_not_once_per_service(hub):
+    h, views = hub
+    before = len(views)
+    h.handle("device_health", device="receipt_printer", health=Health.fault("paper_out", "纸张用完"))
+    assert len(views) - before == 1 and views[-1].screen == "home"
