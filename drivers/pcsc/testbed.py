@@ -89,7 +89,7 @@ def stop_pcscd(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> No
         proc.wait()
 
 
-def wait_for_readers(prefix: str = VPCD_READER_PREFIX, count: int = 1, timeout: float = 10.0) -> list[str]:
+def wait_for_readers(prefix: str = VPCD_READER_PREFIX, count: int = 1, timeout: float = 30.0) -> list[str]:
     """The reader names starting with `prefix`, once at least `count` of them are listed."""
     deadline = time.monotonic() + timeout
     found: list[str] = []
