@@ -34,6 +34,7 @@ from kiosk_app.pin import PinGate
 from ui.window import KioskWindow, ViewBridge
 from workflows.backend import BackendError, BackendUnavailable
 from workflows.journal import Journal
+from workflows.peripherals import Peripherals
 from workflows.recovery import recover
 from workflows.hub import ServiceHub
 from workflows.registration import SameDayRegistration, Timeouts
@@ -80,6 +81,9 @@ class Kiosk:
         self.workers = {role: DeviceWorker(role, make_device(role, config.devices), self._device_health,
                                            config.device_poll_seconds) for role in roles}
         self.printer = DeviceProxy(self.workers["receipt_printer"])
+        # The camera, the PC/SC reader and the PIN pad, for the services that use them in a visit.
+        self.peripherals = Peripherals(**{name: DeviceProxy(self.workers[role]) for name, role in (
+            ("face_camera", "camera"), ("card_reader", "pcsc"), ("pinpad", "pinpad")) if role in self.workers})
         self.bridge = ViewBridge()
         terminal_id = config.credentials.terminal_id
         if timeouts is None:
@@ -87,11 +91,12 @@ class Kiosk:
         now = partial(datetime.now, ZoneInfo(config.timezone))
         def registration(publish: Callable[[View], None]) -> SameDayRegistration:
             return SameDayRegistration(self.backend, self.printer, self.journal, publish, terminal_id, timeouts,
-                                       now=now, outbox=self.outbox, qr_channel=config.payment_qr)
+                                       now=now, outbox=self.outbox, peripherals=self.peripherals,
+                                       qr_channel=config.payment_qr)
 
         def outpatient_payment(publish: Callable[[View], None]) -> OutpatientPayment:
             return OutpatientPayment(self.backend, self.printer, self.journal, publish, terminal_id,
-                                     timeouts, now=now, outbox=self.outbox,
+                                     timeouts, now=now, outbox=self.outbox, peripherals=self.peripherals,
                                      qr_channel=config.payment_qr)
 
         # Report printing (K8) on the A4 printer's own thread; the proxy waits as long as a job may take.
@@ -101,24 +106,26 @@ class Kiosk:
         def reports(publish: Callable[[View], None]) -> ReportPrinting:
             assert report_worker is not None
             return ReportPrinting(self.backend, self.printer, self.journal, publish, terminal_id, timeouts,
-                                  now=now, outbox=self.outbox,
+                                  now=now, outbox=self.outbox, peripherals=self.peripherals,
                                   report_printer=DeviceProxy(report_worker, timeout=report_timeout))
 
         def queries(publish: Callable[[View], None]) -> RecordQueries:
             return RecordQueries(self.backend, self.printer, self.journal, publish, terminal_id, timeouts, now=now,
-                                 outbox=self.outbox)
+                                 outbox=self.outbox, peripherals=self.peripherals)
 
         def appointment(publish: Callable[[View], None]) -> AppointmentBooking:
             return AppointmentBooking(self.backend, self.printer, self.journal, publish, terminal_id, timeouts,
-                                      now=now, outbox=self.outbox, qr_channel=config.payment_qr)
+                                      now=now, outbox=self.outbox, peripherals=self.peripherals,
+                                      qr_channel=config.payment_qr)
 
         def checkin(publish: Callable[[View], None]) -> CheckIn:
             return CheckIn(self.backend, self.printer, self.journal, publish, terminal_id, timeouts, now=now,
-                           outbox=self.outbox)
+                           outbox=self.outbox, peripherals=self.peripherals)
 
         def guidance(publish: Callable[[View], None]) -> Guidance:
             return Guidance(self.backend, self.printer, self.journal, publish, terminal_id, timeouts, now=now,
-                            outbox=self.outbox, kiosk_location=config.kiosk_location)
+                            outbox=self.outbox, peripherals=self.peripherals,
+                            kiosk_location=config.kiosk_location)
 
         records_services = {"queries": queries, **({"reports": reports} if report_worker is not None else {})}
         self.hub = ServiceHub(catalogue({"registration": registration, "outpatient_payment": outpatient_payment,

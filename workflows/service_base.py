@@ -37,6 +37,7 @@ from drivers.idcard.idnumber import birth_date, is_valid
 from drivers.receipt.document import Block
 from workflows.backend import Backend, BackendError, BackendUnavailable
 from workflows.journal import Journal
+from workflows.peripherals import Peripherals
 from workflows.view import View
 
 if TYPE_CHECKING:
@@ -141,7 +142,8 @@ class JournaledService:
     def __init__(self, backend: Backend, printer: ReceiptPrinter, journal: Journal,
                  publish: Callable[[View], None], terminal_id: str, timeouts: Timeouts | None = None,
                  clock: Callable[[], float] = time.monotonic, now: Callable[[], datetime] = datetime.now,
-                 sleep: Callable[[float], None] = time.sleep, outbox: Outbox | None = None):
+                 sleep: Callable[[float], None] = time.sleep, outbox: Outbox | None = None,
+                 peripherals: Peripherals | None = None):
         self.backend = backend
         self.printer = printer
         self.journal = journal
@@ -152,6 +154,7 @@ class JournaledService:
         self.now = now
         self.sleep = sleep
         self.outbox = outbox  # visit events for the server, written with the journal entry that caused them
+        self.peripherals = peripherals or Peripherals()  # camera, card reader, PIN pad: None where absent
         self.visit = self.new_session()
         self.devices: dict[str, Health] = {}  # last health per device role, from the device threads
         self.hospital_name = ""
