@@ -39,15 +39,16 @@ def check_day(svc: Services, day: date) -> None:
 
 def _limit_error(exc: BookingLimitReached) -> Conflict:
     if exc.code == "DEPARTMENT_DAY_LIMIT":
-        return Conflict("BOOKING_LIMIT_DEPARTMENT", f"同一就诊日同一科室最多预约 {exc.limit} 个号",
+        return Conflict("BOOKING_LIMIT_DEPARTMENT", f"同一就诊日同一科室最多挂 {exc.limit} 个号",
                         f"At most {exc.limit} registration(s) per department per day", limit=exc.limit)
-    return Conflict("BOOKING_LIMIT_DAY", f"同一就诊日最多预约 {exc.limit} 个号",
+    return Conflict("BOOKING_LIMIT_DAY", f"同一就诊日最多挂 {exc.limit} 个号",
                     f"At most {exc.limit} registrations per day", limit=exc.limit)
 
 
 def book(svc: Services, terminal_id: str, patient_id: str, slot_id: int, idempotency_key: str,
          now: datetime | None = None) -> Order:
-    """A registration order on a slot of any day in the window, awaiting payment like a same-day one."""
+    """A registration order on a slot of any day in the window, awaiting payment. Same-day registration (K4)
+    comes here too: the HIS's limits per patient per day hold whichever way the place was taken."""
     now = now or svc.now()
     existing = orders.find_by_key(svc, terminal_id, idempotency_key)
     if existing is not None:  # a repeated request: the first answer, not a second place (nor a limit refusal)

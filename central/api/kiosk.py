@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, model_validator
 
-from central import bill_orders, orders
+from central import appointments, bill_orders, orders
 from central.api.auth import Svc, Terminal
 from central.api.errors import ApiError
 from central.api.views import age_on, bill_view, department_view, doctor_view, order_view, slot_view
@@ -258,9 +258,7 @@ def slots(dept: str, doctor: str, svc: Svc, _terminal: Terminal, date: DateQuery
 
 @router.post("/registrations", status_code=201)
 def create_registration(body: RegistrationRequest, svc: Svc, terminal: Terminal) -> dict[str, Any]:
-    order, _created = orders.create_registration_order(svc, terminal, body.patient_id, body.slot_id,
-                                                       body.idempotency_key)
-    return _view(svc, order)
+    return _view(svc, appointments.book(svc, terminal, body.patient_id, body.slot_id, body.idempotency_key))
 
 
 @router.get("/registrations/by-key/{idempotency_key}")

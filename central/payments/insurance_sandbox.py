@@ -27,6 +27,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from central.payments.sandbox_faults import DEFAULT_DROP_HOLD_SECONDS, set_link_faults, take_drop, withhold
 from central.payments.insurance import (APP_ID_HEADER, CERT_E_VOUCHER, CERT_SOCIAL_SECURITY_CARD, ERROR_CODES,
                                         INF_TIME_FORMAT, INSUTYPE_NAMES, MAX_CLOCK_SKEW_SECONDS, PROTOCOL,
                                         SIGNATURE_HEADER, BillItem, Split, mask_code, split_bill)
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 
 DEMO_HOSPITAL_CODE = "H44030500001"
 DEMO_APP_ID = "kiosk-demo"
-DEFAULT_DROP_HOLD_SECONDS = 5.0
 BUSINESS_INFNOS = ("1101", "2206", "2207", "2208", "2209", "5203")
 
 
@@ -362,16 +362,10 @@ def create_sandbox_app(app_secret: bytes, *, app_id: str = DEMO_APP_ID, sign_alg
         except _Refused as exc:
             output, refused = None, exc
         with plat.lock:
-            dropped = plat.controls.drop_next.get(infno, 0) > 0
-            if dropped:
-                plat.controls.drop_next[infno] -= 1
-            hold = plat.controls.drop_hold_seconds
-        if dropped:
+            hold = take_drop(plat.controls, infno)
+        if hold is not None:
             log.info("insurance sandbox: withholding the answer to %s %s", infno, msgid)
-            deadline = time.monotonic() + hold
-            while time.monotonic() < deadline and not await request.is_disconnected():
-                await asyncio.sleep(0.05)
-            return Response(status_code=504)
+            return await withhold(request, hold)
         return answer(msgid, output, refused)
 
     # --- test controls (unsigned) ------------------------------------------------------------------------
@@ -384,18 +378,11 @@ def create_sandbox_app(app_secret: bytes, *, app_id: str = DEMO_APP_ID, sign_alg
             params = json.loads(await request.body() or b"{}")
             with plat.lock:
                 c = plat.controls
-                if "delay_seconds" in params:
-                    c.delay_seconds = float(params["delay_seconds"])
-                if "drop_hold_seconds" in params:
-                    c.drop_hold_seconds = float(params["drop_hold_seconds"])
+                set_link_faults(c, params, BUSINESS_INFNOS)
                 if "platform_down" in params:
                     c.platform_down = bool(params["platform_down"])
                 if "corrupt_signature_next" in params:
                     c.corrupt_signature_next = int(params["corrupt_signature_next"])
-                for infno, count in dict(params.get("drop_next") or {}).items():
-                    if infno not in BUSINESS_INFNOS:
-                        raise ValueError(f"unknown infno {infno}")
-                    c.drop_next[infno] = int(count)
                 for infno, codes in dict(params.get("refuse_next") or {}).items():
                     if infno not in BUSINESS_INFNOS:
                         raise ValueError(f"unknown infno {infno}")

@@ -30,6 +30,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from central.payments.sandbox_faults import DEFAULT_DROP_HOLD_SECONDS, set_link_faults, take_drop, withhold
 from central.payments.unionpay import (CHINA_TZ, MAC_ALGORITHMS, MAC_HEADER, MAX_CLOCK_SKEW_SECONDS, MTI,
                                        PIN_ALGORITHMS, PROTOCOL, WorkingKey, encode_body, mac_header,
                                        mask_fields, parse_transmission_time, response_message,
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 DEMO_MERCHANT_ID = "898440379930001"
 MAX_PIN_TRIES = 3
 #: How long a dropped answer is withheld at most; the client's own timeout is what ends it normally.
-DEFAULT_DROP_HOLD_SECONDS = 5.0
 
 
 @dataclass
@@ -374,18 +374,10 @@ def create_sandbox_app(mac_key: bytes, *, mac_algorithm: str = "HMAC-SM3", acqui
             return answer(fields, {"response_code": "12", "response_message": problem})
         result = acq.handle(fields)
         with acq.lock:
-            dropped = acq.controls.drop_next.get(message, 0) > 0
-            if dropped:
-                acq.controls.drop_next[message] -= 1
-            hold = acq.controls.drop_hold_seconds
-        if dropped:
-            # Processed, but the answer is lost: hold it until the terminal gives up waiting (a real timeout
-            # on its side), then let it go nowhere.
+            hold = take_drop(acq.controls, message)
+        if hold is not None:  # processed, but the answer is lost on the way back
             log.info("acquirer sandbox: withholding the answer to %s %s", message, fields.get("order_id"))
-            deadline = time.monotonic() + hold
-            while time.monotonic() < deadline and not await request.is_disconnected():
-                await asyncio.sleep(0.05)
-            return Response(status_code=504)
+            return await withhold(request, hold)
         return answer(fields, result)
 
     # --- test controls (unsigned: they stand for the network and the operator) -----------------------------
@@ -398,14 +390,7 @@ def create_sandbox_app(mac_key: bytes, *, mac_algorithm: str = "HMAC-SM3", acqui
             params = json.loads(await request.body() or b"{}")
             with acq.lock:
                 c = acq.controls
-                if "delay_seconds" in params:
-                    c.delay_seconds = float(params["delay_seconds"])
-                if "drop_hold_seconds" in params:
-                    c.drop_hold_seconds = float(params["drop_hold_seconds"])
-                for name, count in dict(params.get("drop_next") or {}).items():
-                    if name not in MTI:
-                        raise ValueError(f"unknown message {name}")
-                    c.drop_next[name] = int(count)
+                set_link_faults(c, params, MTI)
                 if "decline_next" in params:
                     codes = params["decline_next"]
                     c.decline_next.extend([codes] if isinstance(codes, str) else [str(x) for x in codes])

@@ -140,6 +140,28 @@ def test_daily_limits_per_department_and_per_day(live: LiveCentral) -> None:
     assert book(live, kiosk, DEMO_PATIENT_ID, fourth.id).status_code == 201
 
 
+def test_same_day_registration_counts_against_the_same_limits(live: LiveCentral) -> None:
+    """挂号 at the kiosk (K4) takes its place through `/registrations`; the HIS's limits per patient and day hold
+    there as they do for appointments, and a retried request still gets its first answer."""
+    kiosk = provision(live.svc, "KIOSK-001")
+    ahead = weekday_ahead(live)
+    first = future_slot(live, "XXG", ahead)
+    booked = book(live, kiosk, DEMO_PATIENT_ID, first.id)
+    assert booked.status_code == 201, booked.text
+    second = future_slot(live, "XXG", ahead, exclude=(first.id,))
+
+    def register(key: str) -> httpx.Response:
+        return live.api(kiosk, "POST", "/registrations",
+                        json={"patient_id": DEMO_PATIENT_ID, "slot_id": second.id, "idempotency_key": key})
+
+    refused = assert_error(register("same-day-key-1"), 409, "BOOKING_LIMIT_DEPARTMENT")
+    assert refused["limit"] == 1 and "挂" in refused["message"]
+    live.api(kiosk, "POST", f"/orders/{booked.json()['order_no']}/cancel")  # the first place given up
+    made = register("same-day-key-2")
+    assert made.status_code == 201, made.text
+    assert register("same-day-key-2").json()["order_no"] == made.json()["order_no"]
+
+
 def test_two_bookings_racing_past_the_first_check_cannot_both_stand(live: LiveCentral, monkeypatch) -> None:
     kiosk = provision(live.svc, "KIOSK-001")
     ahead = weekday_ahead(live)
