@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from central import orders
 from central.api import aggregate, kiosk, notify, outbox
 from central.api import appointments as appointment_routes, records as record_routes
+from central.api import cards as card_routes
+from central.api import face as face_routes
 from central.api.errors import install_error_handlers
 from central.api.fleet import install_fleet
 from central.console.app import install_console
@@ -84,6 +86,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(aggregate.router)
     app.include_router(record_routes.router)
     app.include_router(appointment_routes.router)
+    app.include_router(card_routes.router)
+    app.include_router(face_routes.router)
     install_fleet(app, svc)
     install_console(app)
 

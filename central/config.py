@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 ENV_PREFIX = "KIOSK_CENTRAL_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+FACE_PLATFORMS = ("auto", "none", "reference")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ class Settings:
     #: is https), "always" (behind a TLS proxy that talks plain HTTP to us), "never" (env ..._CONSOLE_SECURE_COOKIE).
     console_secure_cookie: str = "auto"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: The hospital face platform behind 刷脸 (K1), env KIOSK_CENTRAL_FACE_PLATFORM: "none" (刷脸 is off),
+    #: "reference" (the built-in adapter, NOT biometric-grade, with the demo patient's drawn face enrolled) or
+    #: "auto": "reference" while the sandboxes are on (the embedded defaults, demos, tests), "none" in production.
+    face_platform: str = "auto"
 
     @property
     def db_url(self) -> str:
@@ -131,11 +136,23 @@ class Settings:
             values["console_secure_cookie"] = value
         if (value := get("ACCESS_LOG")) is not None:
             values["access_log"] = _parse_bool(ENV_PREFIX + "ACCESS_LOG", value)
+        if (value := get("FACE_PLATFORM")) is not None:
+            values["face_platform"] = value
         settings = cls(**values)
+        if settings.face_platform not in FACE_PLATFORMS:
+            raise ValueError(f"{ENV_PREFIX}FACE_PLATFORM must be one of {', '.join(FACE_PLATFORMS)}")
         if settings.threads < 1:
             raise ValueError(f"{ENV_PREFIX}THREADS must be at least 1")
         ZoneInfo(settings.timezone)  # fail at start-up, not on the first request
         return settings
+
+    @property
+    def face_platform_in_use(self) -> str:
+        """The adapter that runs, "none" or "reference". The reference one is not biometric-grade, so it never
+        switches itself on where payments are real: production (sandboxes off) gets "none" unless it is named."""
+        if self.face_platform == "auto":
+            return "reference" if self.sandbox_enabled else "none"
+        return self.face_platform
 
 
 def _parse_bool(name: str, value: str) -> bool:

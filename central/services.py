@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +22,9 @@ from central.his.seed import HOSPITAL
 from central.payments.alipay_keys import AlipayKeys, ensure_alipay_sandbox_keys, load_alipay_keys
 from central.payments.channel import PaymentChannel
 from central.payments.keys import WeChatPayKeys, ensure_sandbox_keys, load_wechatpay_keys
+
+if TYPE_CHECKING:
+    from central.face.platform import FacePlatform
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ class Services:
     channels: dict[str, PaymentChannel]  # by provider: "wechat", "alipay", ...
     wechatpay_keys: WeChatPayKeys | None = None
     clock: Callable[[], datetime] = field(default=utcnow)
+    face: FacePlatform | None = None  # the hospital face platform (刷脸, K1); None: not configured
 
     def now(self) -> datetime:
         return self.clock()
@@ -101,6 +106,7 @@ def build_services(settings: Settings, *, channel: PaymentChannel | None = None,
     from central.payments.insurance import InsuranceChannel
     from central.payments.unionpay import BankCardChannel
     from central.payments.wechatpay import WeChatPayChannel
+    from central.face.configured import face_platform_for
 
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the database holds (encrypted) patient data
@@ -123,4 +129,4 @@ def build_services(settings: Settings, *, channel: PaymentChannel | None = None,
                                                  settings.insurance_app_id, secret)
     return Services(settings=settings, engine=engine, sessions=sessions, cipher=cipher,
                     his=his or ReferenceHis(sessions, cipher, HOSPITAL), channels={"wechat": channel, **channels},
-                    wechatpay_keys=keys)
+                    wechatpay_keys=keys, face=face_platform_for(settings))

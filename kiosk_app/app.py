@@ -24,6 +24,7 @@ from drivers.scanner.classify import Scan
 from drivers.scanner.poller import ScannerPoller
 from kiosk_app.agent_link import link_kiosk
 from kiosk_app.backend_client import HttpBackend
+from kiosk_app.card_watch import CardWatch, PinpadSignOn
 from offline_queue.delivery import Deliverer, UrllibTransport
 from offline_queue.outbox import Outbox
 from kiosk_app.config import KioskConfig
@@ -42,7 +43,9 @@ from workflows.outpatient_payment import OutpatientPayment
 from workflows.appointment import AppointmentBooking
 from workflows.checkin import CheckIn
 from workflows.guidance import Guidance
+from workflows.visit_survey import VisitSurvey
 from workflows.queries import RecordQueries
+from workflows.patient_cards import PatientCards
 from workflows.report_printing import ReportPrinting
 from workflows.services import catalogue
 from workflows.runner import WorkflowRunner
@@ -127,12 +130,21 @@ class Kiosk:
                             outbox=self.outbox, peripherals=self.peripherals,
                             kiosk_location=config.kiosk_location)
 
+        def survey(publish: Callable[[View], None]) -> VisitSurvey:  # offered by the hub after a visit (K13)
+            return VisitSurvey(self.backend, self.printer, self.journal, publish, terminal_id, timeouts, now=now,
+                               outbox=self.outbox, peripherals=self.peripherals)
+
+        def patient_cards(publish: Callable[[View], None]) -> PatientCards:
+            return PatientCards(self.backend, self.printer, self.journal, publish, terminal_id, timeouts, now=now,
+                                outbox=self.outbox, peripherals=self.peripherals)
+
         records_services = {"queries": queries, **({"reports": reports} if report_worker is not None else {})}
         self.hub = ServiceHub(catalogue({"registration": registration, "outpatient_payment": outpatient_payment,
                                          "appointment": appointment, "checkin": checkin,
                                          "guidance": guidance,
+                                         "patient_cards": patient_cards,
                                          **records_services}),
-                              self.bridge.publish)
+                              self.bridge.publish, survey=survey)
         self.workflow = self.hub.services["registration"]  # the service the end-to-end tests drive
         self.runner = WorkflowRunner(self.hub)
         self.log_tail = LogTail()
@@ -149,6 +161,14 @@ class Kiosk:
         self.window = KioskWindow(self.send, self._hospital_name(), terminal_id, now=now)
         self.bridge.changed.connect(self._on_view)
         self._workflow_view = self.window.view  # what to show again when diagnostics close
+        # The PC/SC reader's card events for the visit (K1, K6): a social-security card on the insert-card screen
+        # identifies the patient; the screens that asked for a card hear it come and go.
+        self.card_watch: CardWatch | None = None
+        if "pcsc" in self.workers:
+            self.card_watch = CardWatch(self.workers["pcsc"], self.runner.post, lambda: self._workflow_view.screen,
+                                        lambda: self.diagnostics.active).attach()
+            self.card_watch.notices.shown.connect(self.window.show_notice)
+        self.pinpad_sign_on: PinpadSignOn | None = None
         self._diag_timer = QTimer()
         self._diag_timer.timeout.connect(self._close_idle_diagnostics)
         self._diag_timer.start(1000)
@@ -202,6 +222,8 @@ class Kiosk:
         self.window.render(view)
         if view.screen == "insert_card":
             self.poller.rearm()  # a card laid down before the patient touched the service counts too
+        if self.card_watch is not None:
+            self.card_watch.screen_changed(view.screen)
 
     def _close_idle_diagnostics(self) -> None:
         if self.diagnostics.expired():
@@ -224,6 +246,8 @@ class Kiosk:
         self.agent_link = link_kiosk(self)  # the fleet agent's watchdog and beats (fleet_agent/)
         for worker in self.workers.values():
             worker.start()
+        if self.peripherals.pinpad is not None:  # 签到: the PIN pad's working key before the first bank card
+            self.pinpad_sign_on = PinpadSignOn(self.backend, self.peripherals.pinpad).start()
         self.poller.start()
         if self.scanner_poller:
             self.scanner_poller.start()
@@ -239,6 +263,8 @@ class Kiosk:
         self.poller.stop()
         if self.scanner_poller:
             self.scanner_poller.stop()
+        if self.pinpad_sign_on is not None:
+            self.pinpad_sign_on.stop()
         for worker in self.workers.values():
             worker.stop()
         self.runner.stop()

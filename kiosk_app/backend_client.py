@@ -5,6 +5,7 @@ message for the patient) or BackendUnavailable (no trustworthy answer; ask again
 """
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -82,10 +83,13 @@ class HttpBackend:
                 return None
             raise
 
-    def pay(self, order_no: str, channel: str, idempotency_key: str, auth_code: str | None = None) -> Json:
-        body = {"channel": channel, "idempotency_key": idempotency_key}
+    def pay(self, order_no: str, channel: str, idempotency_key: str, auth_code: str | None = None,
+            card: Json | None = None) -> Json:
+        body: Json = {"channel": channel, "idempotency_key": idempotency_key}
         if auth_code:
             body["auth_code"] = auth_code
+        if card:  # the PAN and PIN block go in the body only; `_call` logs the path and the error type
+            body["card"] = dict(card)
         return self._call("POST", f"/orders/{order_no}/pay", json=body)
 
     def order(self, order_no: str) -> Json:
@@ -190,3 +194,34 @@ class HttpBackend:
 
     def queue(self, patient_id: str) -> list[Json]:
         return self._call("GET", f"/patients/{patient_id}/queue")["registrations"]
+
+    # ---- identification by a typed passport / HK-Macao-Taiwan permit number (K1) ----------------------------
+
+    def identify_by_document(self, document_number: str, name: str) -> Json:
+        # The number and the name identify a person: they go in the body, never into a URL or a log line.
+        return self._call("POST", "/patients/identify", json={"method": "document_number",
+                                                              "document_number": document_number, "name": name})
+
+    # ---- identification by face (刷脸, K1) ----------------------------------------------------------------------
+
+    def identify_by_face(self, image_jpeg: bytes) -> Json:
+        # The picture is the patient's biometric data: it goes in the body only, and no error path logs it.
+        return self._call("POST", "/patients/identify-face",
+                          json={"image_b64": base64.b64encode(image_jpeg).decode("ascii")})
+
+    # ---- bank cards (银行卡) ------------------------------------------------------------------------------------
+
+    def card_sign_on(self) -> Json:
+        return self._call("POST", "/card/sign-on")
+
+    # ---- cards (办卡绑卡, K2) --------------------------------------------------------------------------------
+
+    def patient_cards(self, patient_id: str) -> Json:
+        return self._call("GET", f"/patients/{patient_id}/cards")
+
+    def issue_ehealth_card(self, patient_id: str) -> Json:
+        return self._call("POST", f"/patients/{patient_id}/ehealth-card")
+
+    def bind_visit_card(self, patient_id: str, card_no: str) -> Json:
+        # The card number is a credential: in the body, never in the URL that a failure would log.
+        return self._call("POST", f"/patients/{patient_id}/visit-cards", json={"card_no": card_no})

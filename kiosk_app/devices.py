@@ -2,19 +2,25 @@
 
 An unknown driver name or a missing parameter is a configuration error reported at start-up, not a crash
 in the middle of a visit.
+
+Each factory imports its driver module itself: the kiosk imports only the drivers its configuration names (a
+terminal without a PC/SC reader never loads pyscard), and a driver library missing from the terminal is a
+configuration error naming it. The heavy libraries behind the drivers (OpenCV, python-escpos, reportlab) are
+imported later still, when the device is opened on its own thread (`drivers.lazy_module`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from drivers.camera.camera import FaceCamera
-from drivers.idcard.reader import SerialIdCardReader
-from drivers.pcsc.reader import PcscCardReader
-from drivers.pinpad.pad import SerialPinPad
-from drivers.report.printer import CupsReportPrinter
-from drivers.receipt.printer import NetworkReceiptPrinter, SerialReceiptPrinter, UsbReceiptPrinter
-from drivers.scanner.hid_scanner import HidScanner
-from drivers.scanner.serial_scanner import SerialScanner
+if TYPE_CHECKING:
+    from drivers.camera.camera import FaceCamera
+    from drivers.idcard.reader import SerialIdCardReader
+    from drivers.pcsc.reader import PcscCardReader
+    from drivers.pinpad.pad import SerialPinPad
+    from drivers.receipt.printer import NetworkReceiptPrinter, SerialReceiptPrinter, UsbReceiptPrinter
+    from drivers.report.printer import CupsReportPrinter
+    from drivers.scanner.hid_scanner import HidScanner
+    from drivers.scanner.serial_scanner import SerialScanner
 
 
 class ConfigError(Exception):
@@ -22,42 +28,62 @@ class ConfigError(Exception):
 
 
 def _serial_id_card(p: dict[str, Any]) -> SerialIdCardReader:
+    from drivers.idcard.reader import SerialIdCardReader
+
     return SerialIdCardReader(p["port"], baudrate=int(p.get("baudrate", 115200)))
 
 
 def _network_printer(p: dict[str, Any]) -> NetworkReceiptPrinter:
+    from drivers.receipt.printer import NetworkReceiptPrinter
+
     return NetworkReceiptPrinter(p["host"], int(p.get("port", 9100)))
 
 
 def _serial_printer(p: dict[str, Any]) -> SerialReceiptPrinter:
+    from drivers.receipt.printer import SerialReceiptPrinter
+
     return SerialReceiptPrinter(p["port"], baudrate=int(p.get("baudrate", 19200)))
 
 
 def _opencv_camera(p: dict[str, Any]) -> FaceCamera:
+    from drivers.camera.camera import FaceCamera
+
     return FaceCamera(p["source"], loop=bool(p.get("loop", False)))
 
 
 def _usb_printer(p: dict[str, Any]) -> UsbReceiptPrinter:
+    from drivers.receipt.printer import UsbReceiptPrinter
+
     return UsbReceiptPrinter(int(str(p["vendor_id"]), 0), int(str(p["product_id"]), 0))
 
 
 def _cups_report_printer(p: dict[str, Any]) -> CupsReportPrinter:
+    from drivers.report.printer import CupsReportPrinter
+
     return CupsReportPrinter(p["queue"], server=p.get("server"), job_timeout=float(p.get("job_timeout", 120)))
 
 
 def _serial_scanner(p: dict[str, Any]) -> SerialScanner:
+    from drivers.scanner.serial_scanner import SerialScanner
+
     return SerialScanner(p["port"], baudrate=int(p.get("baudrate", 9600)), aim_prefix=bool(p.get("aim_prefix")))
 
 
 def _hid_scanner(p: dict[str, Any]) -> HidScanner:
+    from drivers.scanner.hid_scanner import HidScanner
+
     return HidScanner(int(str(p["vendor_id"]), 0), int(str(p["product_id"]), 0))
 
 
 def _serial_pinpad(p: dict[str, Any]) -> SerialPinPad:
+    from drivers.pinpad.pad import SerialPinPad
+
     return SerialPinPad(p["port"], baudrate=int(p.get("baudrate", 9600)), algorithm=p.get("algorithm", "sm4"))
 
 
 def _pcsc_reader(p: dict[str, Any]) -> PcscCardReader:
+    from drivers.pcsc.reader import PcscCardReader
+
     return PcscCardReader(p.get("reader", ""))
 
 
@@ -85,3 +111,6 @@ def make_device(role: str, devices: dict[str, dict[str, Any]]) -> Any:
         return factory(params)
     except KeyError as exc:
         raise ConfigError(f"[devices.{role}] is missing {exc.args[0]!r}") from exc
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"[devices.{role}] driver {driver!r} needs the Python package {exc.name!r}, "
+                          "which is not installed on this terminal") from exc

@@ -64,3 +64,26 @@ def click_button(window: KioskWindow, contains: str) -> None:
             click(btn)
             return
     raise ScriptError(f"no button with {contains!r} on {window.view.screen!r}")
+
+
+def press_key(window: KioskWindow, key: str) -> None:
+    """A key of the on-screen letter keyboard, by its exact label (other buttons may contain the letter)."""
+    for btn in window.findChildren(QPushButton):
+        if btn.isVisible() and btn.isEnabled() and btn.text() == key:
+            click(btn)
+            return
+    raise ScriptError(f"no key {key!r} on {window.view.screen!r}")
+
+
+def has_button(window: KioskWindow, contains: str) -> bool:
+    return any(btn.isVisible() and btn.isEnabled() and contains in btn.text()
+               for btn in window.findChildren(QPushButton))
+
+
+def leave_after_visit(app: QApplication, window: KioskWindow) -> None:
+    """Done on a result screen, then skip the satisfaction survey the kiosk offers after a visit that served
+    (K13), back to the home screen."""
+    click_button(window, "返回首页")
+    wait_for_screen(app, window, "survey")
+    click_button(window, "跳过")
+    wait_for_screen(app, window, "home")

@@ -10,23 +10,25 @@ from datetime import datetime
 from typing import Callable
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from ui import theme
 from ui.screens.base import Screen, Send
 from ui.screens.bills import (BillCheckoutScreen, BillDetailScreen, BillDoneScreen, BillPaymentScreen, BillsScreen,
                               RefundConfirmScreen, RefundDoneScreen, RefundsScreen)
 from ui.screens.card import InsertCardScreen, NewFileScreen
+from ui.screens.identify import IDENTIFY_SCREENS
 from ui.screens.choose import DepartmentsScreen, DoctorsScreen, SlotsScreen
 from ui.screens.confirm import ConfirmScreen
 from ui.screens.diag import DiagPinScreen, DiagScreen
 from ui.screens.home import HomeScreen
 from ui.screens.guidance import GuidanceMapScreen, GuidancePlacesScreen
 from ui.screens.survey import SurveyScreen, SurveyThanksScreen
-from ui.screens.payment import PaymentScreen
+from ui.screens.payment import BankCardScreen, PaymentScreen
 from ui.screens.result import BusyScreen, DoneScreen, ErrorScreen
 from ui.screens.records import DocumentsScreen, PrintResultScreen, RecordBillScreen, RecordsScreen
 from ui.screens.appointments import APPOINTMENT_SCREENS
+from ui.screens.patient_cards import PATIENT_CARD_SCREENS
 from ui.widgets import button, label
 from workflows.view import View
 
@@ -47,9 +49,15 @@ SCREENS: dict[str, type[Screen]] = {
     # guidance (就诊导航) and the satisfaction survey (满意度评价)
     "guidance_places": GuidancePlacesScreen, "guidance_map": GuidanceMapScreen, "survey": SurveyScreen,
     "survey_thanks": SurveyThanksScreen,
+    # identification besides the ID card: a family's e-health account, passport / permit number, 刷脸
+    **IDENTIFY_SCREENS,
+    # cards (办卡绑卡): the menu, a visit card under the scanner, the e-health card's QR
+    **PATIENT_CARD_SCREENS,
+    # the bank card's steps on every payment screen (银行卡)
+    "bank_card": BankCardScreen,
 }
 #: Screens with money in flight: Cancel there asks the server to close the order, and they show their own countdown.
-PAYMENT_SCREENS = ("payment", "bill_payment", "appt_payment")
+PAYMENT_SCREENS = ("payment", "bill_payment", "appt_payment", "bank_card")
 WEEKDAYS = "一二三四五六日"
 
 
@@ -179,3 +187,25 @@ class KioskWindow(QWidget):
             self.countdown.setText(f"{left} 秒后自动返回首页" if left <= 30 else "")
         else:
             self.countdown.setText("")
+
+    def show_notice(self, zh: str, en: str, seconds: float = 6.0) -> None:
+        """A short notice over the current screen, for what a device reports outside any screen's own words
+        (a card the reader could not read on the insert-card screen); it goes by itself."""
+        notice = getattr(self, "_notice", None)
+        if notice is None:
+            notice = self._notice = QLabel(self)
+            notice.setObjectName("Notice")
+            notice.setWordWrap(True)
+            notice.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            notice.setStyleSheet(f"background: {theme.WARN}; color: white; font-size: 34px; font-weight: bold;"
+                                 "border-radius: 18px; padding: 24px 40px;")
+            self._notice_timer = QTimer(self)
+            self._notice_timer.setSingleShot(True)
+            self._notice_timer.timeout.connect(notice.hide)
+        notice.setText(f"{zh}\n{en}")
+        notice.setFixedWidth(min(1400, self.width() - 120))
+        notice.adjustSize()
+        notice.move((self.width() - notice.width()) // 2, (self.height() - notice.height()) // 2)
+        notice.show()
+        notice.raise_()
+        self._notice_timer.start(int(seconds * 1000))

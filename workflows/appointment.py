@@ -28,11 +28,13 @@ from transitions import EventData
 
 from workflows.appointment_receipt import appointment_slip
 from workflows.backend import BackendError, BackendUnavailable
+from workflows.card_payment import CARD_STATES, card_transitions
 from workflows.payment_steps import PaymentSteps
 from workflows.service_base import (JournaledService, Session, ending_transitions,
                                     identification_transitions)
 from workflows.slips import print_slip
 from workflows.view import View
+from workflows.wayfinding import order_places
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,9 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "appointment_cancelled", "source": "cancelling_appointment", "dest": "done"},
     *ending_transitions(STATES),
 ]
+# 银行卡 (K6): the bank-card steps every paying service shares (workflows.card_payment).
+STATES += CARD_STATES
+TRANSITIONS += card_transitions()
 
 BUSY_TEXT = {
     "identifying": ("正在查询您的就诊信息…", "Looking up your patient record…"),
@@ -446,7 +451,8 @@ class AppointmentBooking(PaymentSteps, JournaledService):
         if state == "done" and v.cancelled is not None:
             return View("appt_cancelled", {"appointment": v.to_cancel, "order": v.cancelled}, **base)
         if state == "done":
-            return View("appt_done", {"order": v.order, "print_failed": v.print_failed}, **base)
+            return View("appt_done", {"order": v.order, "print_failed": v.print_failed,
+                                      "way_to": order_places(v.order)}, **base)
         return View("error", {}, **notice, **base)
 
 

@@ -152,7 +152,8 @@ class CheckIn(JournaledService):
         if state == "choosing_appointment":
             return View("checkin_list", {"appointments": v.appointments}, message=msg, message_en=msg_en, **base)
         if state == "done":
-            return View("checkin_done", {"queue": v.queue, "print_failed": v.print_failed}, **base)
+            return View("checkin_done", {"queue": v.queue, "print_failed": v.print_failed,
+                                         "way_to": [str((v.queue or {}).get("location") or "")]}, **base)
         return View("error", {}, message=msg, message_en=msg_en, **base)
 
 

@@ -1,6 +1,9 @@
 """就诊导航 (K12): choose a place, see it on the floor map with the way there in words; then optionally 评价 (K13).
 
-States: `home → choosing_place → showing_route (→ surveying → thanks) → home`, plus `failed`. No card, no
+States: `home → choosing_place → showing_route (→ surveying → thanks) → home`, plus `failed`. Another service's
+result screen opens the map straight at its place ("查看路线 Show the way", `show_way`: `home → showing_route`);
+that map has no Back and no survey of its own, since the hub offers the visit's survey once the map is closed.
+No card, no
 patient, no money: anyone may ask the way, so nothing here identifies anyone, and the journal holds only the
 destination's id. The idle timeout returns home from every screen, as everywhere on the kiosk.
 
@@ -31,6 +34,7 @@ HELP_DESK = "help-desk"
 class GuidanceSession(Session):
     group: str = GROUPS[0].id
     place: str = ""  # room id, or "toilets" / "lifts", or the text another service passed
+    from_result: bool = False  # opened from another service's result screen, not from the home screen
     survey: SurveyForm = field(default_factory=SurveyForm)
 
     def journal_data(self) -> dict[str, Any]:
@@ -44,8 +48,10 @@ class Guidance(JournaledService):
     TRANSITIONS: ClassVar[list[dict[str, Any]]] = [
         {"trigger": "start", "source": "home", "dest": "choosing_place", "conditions": "_devices_usable"},
         {"trigger": "pick_place", "source": "choosing_place", "dest": "showing_route", "prepare": "_take_place"},
-        {"trigger": "back", "source": "showing_route", "dest": "choosing_place"},
-        {"trigger": "rate", "source": "showing_route", "dest": "surveying"},
+        {"trigger": "show_way", "source": "home", "dest": "showing_route", "prepare": "_take_way",
+         "conditions": "_devices_usable"},
+        {"trigger": "back", "source": "showing_route", "dest": "choosing_place", "unless": "_from_result"},
+        {"trigger": "rate", "source": "showing_route", "dest": "surveying", "unless": "_from_result"},
         {"trigger": "back", "source": "surveying", "dest": "showing_route"},
         {"trigger": "submit", "source": "surveying", "dest": "thanks", "conditions": "_survey_answered"},
         {"trigger": "skip", "source": "surveying", "dest": "home"},
@@ -88,8 +94,24 @@ class Guidance(JournaledService):
     def _take_place(self, event: EventData) -> None:
         self.visit.place = str(event.kwargs.get("place", ""))
 
+    def _take_way(self, event: EventData) -> None:
+        self.visit.place = str(event.kwargs.get("place", ""))
+        self.visit.from_result = True
+
+    def _from_result(self, event: EventData) -> bool:
+        return self.visit.from_result
+
     def _survey_answered(self, event: EventData) -> bool:
         return self.visit.survey.answered
+
+    def destination(self, place_text: str) -> dict[str, Any] | None:
+        """The room a result screen's place names, as seen from this kiosk, or None when the map does not know
+        it (the screen then offers no map rather than a guess)."""
+        room = ROOMS.get(place_text) or resolve(place_text, self.here)
+        if room is None:
+            return None
+        where, where_en = place_words(room)
+        return {"place": room.id, "name": room.name, "name_en": room.name_en, "where": where, "where_en": where_en}
 
     def _journal(self, event: EventData) -> None:
         extra = []
@@ -140,5 +162,6 @@ class Guidance(JournaledService):
         if route is None:
             route = route_to_room(HELP_DESK, self.here)
             message = ASK_HELP_DESK
-        return View("guidance_map", {"route": route.to_view() if route else None, "can_rate": True},
-                    message=message[0], message_en=message[1], **base, can_back=True)
+        return View("guidance_map", {"route": route.to_view() if route else None,
+                                     "can_rate": not self.visit.from_result},
+                    message=message[0], message_en=message[1], **base, can_back=not self.visit.from_result)

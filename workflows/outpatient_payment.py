@@ -23,6 +23,7 @@ from typing import Any
 from transitions import EventData
 
 from workflows.backend import BackendError, BackendUnavailable
+from workflows.card_payment import CARD_STATES, INSURANCE_CARD_STATE, card_transitions, insurance_card_transitions
 from workflows.bill_receipt import bill_slip, places_of
 from workflows.payment_steps import PaymentSteps
 from workflows.service_base import (JournaledService, Session, ending_transitions,
@@ -79,6 +80,12 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "refunded", "source": "refunding", "dest": "done"},
     *ending_transitions(STATES),
 ]
+# 银行卡 (K6): the bank-card steps every paying service shares (workflows.card_payment).
+STATES += CARD_STATES
+TRANSITIONS += card_transitions()
+# 社保卡 at the checkout (K6): read the card, pre-settle, back to the checkout.
+STATES.append(INSURANCE_CARD_STATE)
+TRANSITIONS += insurance_card_transitions()
 
 BUSY_TEXT = {
     "identifying": ("正在查询您的就诊信息…", "Looking up your patient record…"),
@@ -173,12 +180,12 @@ class OutpatientPayment(PaymentSteps, JournaledService):
             self._last_activity = self.clock()
             if self.state == "choosing_refund":
                 self._toggle(str(kwargs.get("order_no", "")), str(kwargs.get("item_id", "")))
-                self.publish(self._view_for(self.state))
+                self.publish(self._screen(self.state))
             return
         if intent == "code_scanned" and self.state == "awaiting_payment" and kwargs.get("kind") == VOUCHER:
             self._last_activity = self.clock()
             self.visit.notice = VOUCHER_TOO_LATE  # insurance is split before the first payment request only
-            self.publish(self._view_for(self.state))
+            self.publish(self._screen(self.state))
             return
         super().handle(intent, **kwargs)
 
@@ -362,5 +369,7 @@ class OutpatientPayment(PaymentSteps, JournaledService):
             return View("refund_done", dict(v.refund_result), **base)
         if state == "done":
             return View("bill_done", {"order": v.order, "print_failed": v.print_failed,
-                                      "places": places_of((v.order or {}).get("items", []))}, **base)
+                                      "places": places_of((v.order or {}).get("items", [])),
+                                      "way_to": [p["place"] for p in places_of((v.order or {}).get("items", []))]},
+                        **base)
         return View("error", {}, message=msg, message_en=msg_en, **base)

@@ -8,7 +8,8 @@ again with that key, which makes the server query rather than charge twice.
 
 A service mixes this in before `JournaledService`, names its states `awaiting_payment`, `paying_by_code`,
 `cancelling` and `fulfilling`, keeps `order`, `pay_key`, `code_key` and `paid_at` on its session, and words
-its own messages (`PAYMENT_TEXT`).
+its own messages (`PAYMENT_TEXT`). The bank card next to the QR comes with it (workflows.card_payment): a service
+adds `CARD_STATES` and `card_transitions()` to its machine.
 """
 from __future__ import annotations
 
@@ -19,16 +20,19 @@ from typing import Any, ClassVar
 from transitions import EventData
 
 from workflows.backend import BackendError, BackendUnavailable
+from workflows.card_payment import QR_LEFT, QR_OFFLINE, TAKE_CARD, CardSteps
 
 log = logging.getLogger(__name__)
 
 #: The payment method a scanned code pays with (drivers.scanner.classify kinds).
 CODE_METHODS = {"wechat_pay": "wechat_code", "alipay": "alipay_code"}
 #: States in which the order is asked about every `poll_interval`.
-POLLED = ("awaiting_payment", "cancelling", "fulfilling")
+POLLED = ("awaiting_payment", "cancelling", "fulfilling", "card_inserting")
+#: States besides a service's PAID_FROM from which a paid order moves on (the bank card's waiting screen).
+CARD_PAID_FROM = ("card_inserting",)
 
 
-class PaymentSteps:
+class PaymentSteps(CardSteps):
     """Mixin for a `JournaledService` whose session has `order`, `pay_key`, `code_key` and `paid_at`."""
 
     #: States from which a paid order moves on to fulfilment.
@@ -51,17 +55,27 @@ class PaymentSteps:
         if event.event.name == "code_answered":
             return
         v.notice = ("", "")
+        back_from_card = event.event.name == "back"
         try:
             v.order = self._retrying(lambda: self.backend.pay(  # type: ignore[attr-defined]
                 v.order["order_no"], self.qr_channel, v.pay_key))
         except BackendError as exc:
+            if back_from_card:  # the QR's method was left for the card (the server's rule): stay with the card
+                log.info("back to the QR refused (%s)", exc.code)
+                self._go("qr_refused", message=QR_LEFT[0], message_en=QR_LEFT[1])  # type: ignore[attr-defined]
+                return
             self._go("fail", message=exc.message, message_en=exc.message_en)  # type: ignore[attr-defined]
             return
         except BackendUnavailable:
+            if back_from_card:  # the order may hold a card attempt: stay where the poll keeps asking about it
+                self._go("qr_refused", message=QR_OFFLINE[0], message_en=QR_OFFLINE[1])  # type: ignore[attr-defined]
+                return
             # No QR was shown, so no one can have paid: the order expires at the server, and a restarted
             # kiosk cancels it at once (workflows.recovery).
             self._fail_offline()  # type: ignore[attr-defined]
             return
+        if back_from_card and self._card_present():
+            v.notice = TAKE_CARD
         self._apply_order_status()
 
     def _new_code_key(self, event: EventData) -> None:
@@ -138,7 +152,7 @@ class PaymentSteps:
         state: str = self.state  # type: ignore[attr-defined]
         go = self._go  # type: ignore[attr-defined]
         status = v.order.get("status")
-        if status in ("PAID", "FULFILLED") and state in self.PAID_FROM:
+        if status in ("PAID", "FULFILLED") and (state in self.PAID_FROM or state in CARD_PAID_FROM):
             go("paid")
         elif status == "FULFILLED" and state == "fulfilling":
             go("fulfilled")

@@ -21,12 +21,14 @@ from typing import Any, Callable
 from transitions import EventData
 
 from workflows.backend import BackendError, BackendUnavailable
+from workflows.card_payment import CARD_STATES, card_transitions
 from workflows.payment_steps import PaymentSteps
 from workflows.receipt import registration_slip
 from workflows.service_base import (JournaledService, Session, Timeouts, ending_transitions,
                                     identification_transitions)
 from workflows.slips import print_slip
 from workflows.view import View
+from workflows.wayfinding import order_places
 
 __all__ = ["SameDayRegistration", "Timeouts", "Visit"]
 
@@ -72,6 +74,9 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "printed", "source": "printing", "dest": "done"},
     *ending_transitions(STATES),
 ]
+# 银行卡 (K6): the bank-card steps every paying service shares (workflows.card_payment).
+STATES += CARD_STATES
+TRANSITIONS += card_transitions()
 
 
 # The devices this service cannot do without, with their names for the patient.
@@ -259,7 +264,8 @@ class SameDayRegistration(PaymentSteps, JournaledService):
         if state == "awaiting_payment":
             return View("payment", {"order": v.order}, message=msg, message_en=msg_en, **base)
         if state == "done":
-            return View("done", {"order": v.order, "print_failed": v.print_failed}, **base)
+            return View("done", {"order": v.order, "print_failed": v.print_failed,
+                                 "way_to": order_places(v.order)}, **base)
         return View("error", {}, message=msg, message_en=msg_en, **base)
 
 

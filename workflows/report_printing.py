@@ -317,6 +317,7 @@ class ReportPrinting(JournaledService):
             return View("print_result", {"jobs": [{"kind": j.kind, "doc_no": j.doc_no, "title": j.title,
                                                    "status": j.status, "message": j.message,
                                                    "message_en": j.message_en} for j in v.jobs],
-                                         "printer_fault": v.printer_fault},
+                                         "printer_fault": v.printer_fault,
+                                         "way_to": [COUNTER[0]] if any(j.status != PRINTED for j in v.jobs) else []},
                         message=msg, message_en=msg_en, **base)
         return View("error", {}, message=msg, message_en=msg_en, **base)

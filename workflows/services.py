@@ -18,6 +18,7 @@ SERVICES: list[tuple[str, str, str]] = [
     ("outpatient_payment", "门诊缴费", "Outpatient payment"),
     ("reports", "报告打印", "Print reports"),
     ("queries", "信息查询", "Records & queue"),
+    ("patient_cards", "办卡绑卡", "E-health & visit cards"),
     ("guidance", "就诊导航", "Find your way"),
     ("inpatient", "住院服务", "Inpatient services"),
 ]

@@ -122,6 +122,14 @@ def resolve(place_text: str, here: Spot | None = None) -> Room | None:
     return None
 
 
+def order_places(order: dict[str, Any] | None) -> list[str]:
+    """Where a registration or an appointment sends the patient, as the HIS writes it: the clinic room it gave
+    ("门诊楼2层 B区 5诊室"), else the department's location. What a result screen offers the map to."""
+    order = order or {}
+    place = (order.get("registration") or {}).get("location") or (order.get("department") or {}).get("location")
+    return [str(place)] if place else []
+
+
 def nearest(key: str, here: Spot) -> Room | None:
     """The closest room of a kind ("toilets", "lifts") by walking distance, not as the crow flies."""
     kind = NEAREST[key][0]

@@ -13,6 +13,7 @@ from central import appointments, bill_orders, orders
 from central.api.auth import Svc, Terminal
 from central.api.errors import ApiError
 from central.api.views import age_on, bill_view, department_view, doctor_view, order_view, slot_view
+from central.his.latin_names import latin_name_matches
 from central.payments.channel import ChannelError, ChannelUnavailable, SignatureError
 from central.payments.insurance import CERT_E_VOUCHER, CERT_SOCIAL_SECURITY_CARD
 from central.services import Services
@@ -27,11 +28,12 @@ DateQuery = Annotated[date | None, Query(description="YYYY-MM-DD in the hospital
 
 ID_NUMBER_PATTERN = r"^(\d{17}[\dXx]|[A-Z]{3}\d{12})$"
 IdentifyMethod = Literal["id_card", "e_health_code", "visit_code", "insurance_voucher", "social_security_card",
-                         "document_number"]
+                         "document_number", "visit_card"]
 #: The field each identification method needs besides ``method``.
 _NEEDS: dict[str, tuple[str, ...]] = {
     "id_card": ("id_number", "name"), "e_health_code": ("code",), "visit_code": ("code",),
     "insurance_voucher": ("code",), "social_security_card": ("code",), "document_number": ("document_number", "name"),
+    "visit_card": ("code",),  # a physical visit card (就诊卡) bound at the kiosk (central.api.cards)
 }
 
 
@@ -190,7 +192,10 @@ def identify(body: IdentifyRequest, svc: Svc, _terminal: Terminal) -> dict[str, 
         patient = his.find_patient_by_id_number(number.strip().upper())
         if patient is None:
             raise _not_found(svc, body.method == "id_card")
-        if not _same_name(patient.name, body.name or ""):
+        typed = body.name or ""
+        # A document's name is typed in Latin letters: as spelt there, or the Pinyin of a Chinese name on file.
+        if not (_same_name(patient.name, typed)
+                or body.method == "document_number" and latin_name_matches(patient.name, typed)):
             raise ApiError(409, "NAME_MISMATCH", "姓名与档案不符，请到人工窗口核对",
                            "The name does not match the patient file; please check at a service counter")
         return _patient_view(svc, patient)
@@ -202,6 +207,8 @@ def identify(body: IdentifyRequest, svc: Svc, _terminal: Terminal) -> dict[str, 
         if len(found) > 1:
             return {"patients": [_patient_view(svc, p) for p in found]}
         patient = found[0] if found else None
+    elif body.method == "visit_card":
+        patient = his.find_patient_by_visit_card(code)
     else:
         cert = CERT_E_VOUCHER if body.method == "insurance_voucher" else CERT_SOCIAL_SECURITY_CARD
         patient = his.find_patient_by_id_number(_insured_id_number(svc, cert, code).upper())

@@ -54,7 +54,11 @@ class Candidate:
 @runtime_checkable
 class FacePlatform(Protocol):
     """What the server needs from a face platform. Implementations must be safe to call from several
-    request threads at once."""
+    request threads at once.
+
+    An adapter may also set ``margin``: how far apart, on its own score scale, the two best candidates of
+    `identify` must be for the first to count as recognised (the server never guesses between two patients).
+    """
 
     grade: str
 

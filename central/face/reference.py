@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 REFERENCE_GRADE = "reference-not-biometric"
 THUMBNAIL = 32  # small enough to ignore sensor noise and JPEG artefacts, large enough to see the face layout
 THRESHOLD = 0.90  # same drawn/recorded person scores ~0.99, a clearly different face ~0.7 (see tests)
+MARGIN = 0.05  # one person's score varies ~0.05 from frame to frame: two candidates closer are a guess
 MIN_FACE = 40
 
 
@@ -33,6 +34,7 @@ class ReferenceFacePlatform:
     """A `FacePlatform` that is NOT biometric-grade: for demos and tests, never for identifying patients."""
 
     grade = REFERENCE_GRADE
+    margin = MARGIN
 
     def __init__(self, threshold: float = THRESHOLD) -> None:
         self.threshold = threshold

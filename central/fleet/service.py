@@ -348,6 +348,11 @@ def check_silent_terminals(svc: Services) -> tuple[int, int]:
 # ---- usage ------------------------------------------------------------------------------------------------
 
 
+#: Workflows the kiosk journals that are not a patient's visit of their own: the survey offered at the end of
+#: one is counted with the survey's answers (central/survey.py), not as a second visit.
+NOT_VISITS = frozenset({"survey"})
+
+
 def usage_stats(svc: Services, *, since: datetime, until: datetime, terminal_id: str | None = None) -> UsageStats:
     """Visits per service per hour (hospital time) and per terminal, from the visit events the kiosks'
     offline queues deliver (``kiosk_messages`` of kind ``visit_event``).
@@ -372,6 +377,8 @@ def usage_stats(svc: Services, *, since: datetime, until: datetime, terminal_id:
             if not isinstance(event, dict) or not event.get("session"):
                 continue
             service = str(event.get("workflow") or "unknown")
+            if service in NOT_VISITS:
+                continue
             visit = visits.setdefault((tid, service, str(event["session"])),
                                       {"first": created_at, "paid": False, "failed": False, "left_home": False})
             visit["first"] = min(visit["first"], created_at)

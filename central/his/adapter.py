@@ -437,3 +437,45 @@ class HisAdapter(ABC):
                        phone: str | None) -> tuple[Patient, bool]:
         """建档: a new patient file, or the existing one for this ID number (``created`` False)."""
         raise NotImplementedError("this HIS does not create patient files")
+
+    # -- cards (办卡绑卡, K2) -------------------------------------------------------------------------------------
+    # Not abstract either: a HIS without them answers NotImplementedError and the kiosk sends the patient to a
+    # counter, while every other service keeps working.
+
+    def cards_on_file(self, patient_id: str) -> CardsOnFile:
+        """What the patient holds: an e-health card (and whether this HIS can show it again), bound visit cards."""
+        raise NotImplementedError("this HIS does not keep cards")
+
+    def issue_ehealth_card(self, patient_id: str) -> EHealthCardIssue:
+        """申领电子健康卡. Idempotent per patient: asked again, the card issued the first time. A patient who already
+        holds a card issued elsewhere gets none (``code`` None): one person, one card."""
+        raise NotImplementedError("this HIS does not issue e-health cards")
+
+    def bind_visit_card(self, card_no: str, patient_id: str) -> bool:
+        """绑卡: the visit card identifies this patient from now on. True when bound now, False when it already
+        was bound to this patient (a retried request). Raises VisitCardTaken when another file holds it."""
+        raise NotImplementedError("this HIS does not bind visit cards")
+
+    def find_patient_by_visit_card(self, card_no: str) -> Patient | None:
+        """The patient file a physical visit card (就诊卡) is bound to."""
+        return None
+
+
+class VisitCardTaken(HisError):
+    """The visit card is bound to another patient file; only a counter, with both people's papers, can move it."""
+
+
+@dataclass(frozen=True)
+class CardsOnFile:
+    #: "none"; "here" (issued through this HIS: it can be shown again); "elsewhere" (bound, code not known here).
+    ehealth: str
+    visit_cards: list[str] = field(default_factory=list)  # card numbers, for the caller to mask
+
+
+@dataclass(frozen=True)
+class EHealthCardIssue:
+    code: str | None  # None: the patient holds a card issued elsewhere, which this HIS cannot give back
+    created: bool
+
+    def __repr__(self) -> str:  # the code is a credential
+        return f"EHealthCardIssue(code={'<hidden>' if self.code else None}, created={self.created})"

@@ -24,6 +24,8 @@ from central.his.adapter import (Bill, BillLine, BillRefused, BookingLimitReache
 from central.his.tables import (HisBill, HisBillItem, HisDepartment, HisDoctor, HisDoctorDepartment,
                                 HisEHealthCard, HisImagingReport, HisInvoice, HisLabReport, HisLabResult, HisMedicalRecord,
                                 HisPatient, HisPrintLog, HisRegistration, HisSlot, HisSlotLock)
+from central.his.adapter import CardsOnFile, EHealthCardIssue, VisitCardTaken
+from central.his.tables import HisIssuedEHealthCard, HisVisitCard
 
 ID_INDEX_PURPOSE = "his_patients.id_number"
 EHEALTH_INDEX_PURPOSE = "his_ehealth_cards.code"
@@ -485,6 +487,68 @@ class ReferenceHis(HisAdapter):
             session.add(HisPrintLog(print_ref=print_ref, kind=kind, doc_no=doc_no, count_after=count))
             return int(count)
 
+    # -- cards (办卡绑卡, K2) ---------------------------------------------------------------------------------------
+
+    def cards_on_file(self, patient_id: str) -> CardsOnFile:
+        with self._sessions() as session:
+            issued = session.get(HisIssuedEHealthCard, patient_id) is not None
+            held = issued or session.scalar(select(HisEHealthCard.code_index).where(
+                HisEHealthCard.patient_id == patient_id).limit(1)) is not None
+            cards = session.scalars(select(HisVisitCard).where(HisVisitCard.patient_id == patient_id).order_by(
+                HisVisitCard.bound_at, HisVisitCard.card_index)).all()
+            return CardsOnFile(ehealth="here" if issued else ("elsewhere" if held else "none"),
+                               visit_cards=[row.card_no for row in cards])
+
+    def issue_ehealth_card(self, patient_id: str) -> EHealthCardIssue:
+        """A random 64-hex-digit code: the kiosk scanner's e-health pattern, and unguessable, since whoever shows
+        it is taken for the patient. Read and write in one write transaction, so two kiosks asking at once end
+        with one card (the second waits, then finds the first's)."""
+        for _attempt in range(3):
+            try:
+                with self._sessions() as session, session.begin():
+                    if session.get(HisPatient, patient_id) is None:
+                        raise ValueError("no such patient")
+                    issued = session.get(HisIssuedEHealthCard, patient_id)
+                    if issued is not None:
+                        return EHealthCardIssue(code=issued.code, created=False)
+                    if session.scalar(select(HisEHealthCard.code_index).where(
+                            HisEHealthCard.patient_id == patient_id).limit(1)) is not None:
+                        return EHealthCardIssue(code=None, created=False)
+                    code = secrets.token_hex(32)
+                    index = ehealth_code_index(self._cipher, code)
+                    session.add(HisIssuedEHealthCard(patient_id=patient_id, code=code, code_index=index))
+                    session.add(HisEHealthCard(code_index=index, patient_id=patient_id))
+                    session.flush()
+                    return EHealthCardIssue(code=code, created=True)  # committed on leaving the block
+            except IntegrityError:  # another process issued one a moment earlier: read theirs
+                continue
+        raise RuntimeError("could not issue an e-health card")
+
+    def bind_visit_card(self, card_no: str, patient_id: str) -> bool:
+        number = card_no.strip().upper()
+        index = visit_card_index(self._cipher, number)
+        for _attempt in range(3):
+            try:
+                with self._sessions() as session, session.begin():
+                    row = session.get(HisVisitCard, index)
+                    if row is not None:
+                        if row.patient_id != patient_id:
+                            raise VisitCardTaken("visit card bound to another patient")
+                        return False
+                    session.add(HisVisitCard(card_index=index, card_no=number, patient_id=patient_id))
+                    session.flush()
+                    return True
+            except IntegrityError:  # bound a moment ago by another process: read who holds it now
+                continue
+        raise RuntimeError("could not bind the visit card")
+
+    def find_patient_by_visit_card(self, card_no: str) -> Patient | None:
+        with self._sessions() as session:
+            row = session.scalar(select(HisPatient).join(
+                HisVisitCard, HisVisitCard.patient_id == HisPatient.patient_id).where(
+                HisVisitCard.card_index == visit_card_index(self._cipher, card_no)))
+            return _patient(row) if row else None
+
 
 _DOCUMENT_TABLES: dict[str, type[HisLabReport] | type[HisImagingReport] | type[HisMedicalRecord] | type[HisInvoice]] = {
     "lab": HisLabReport, "imaging": HisImagingReport, "record": HisMedicalRecord, "invoice": HisInvoice}
@@ -642,3 +706,10 @@ def _slot(row: HisSlot) -> Slot:
 def _registration(row: HisRegistration, slot: HisSlot) -> Registration:
     return Registration(lock_id=row.lock_id, queue_no=row.queue_no, visit_code=row.visit_code, location=row.location,
                         day=row.day, start=slot.start, end=slot.end)
+
+
+VISIT_CARD_INDEX_PURPOSE = "his_visit_cards.card_no"
+
+
+def visit_card_index(cipher: FieldCipher, card_no: str) -> str:
+    return cipher.blind_index(card_no, VISIT_CARD_INDEX_PURPOSE)

@@ -281,3 +281,29 @@ class HisEHealthCard(Base):
     code_index: Mapped[str] = mapped_column(String(64), primary_key=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("his_patients.patient_id"), primary_key=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class HisIssuedEHealthCard(Base):
+    """电子健康卡 issued through this HIS at the patient's request (申领). Unlike a card the regional platform
+    issued elsewhere, the HIS must be able to show this one again (a retried request, a lost slip), so the code is
+    kept encrypted beside its blind index; the index also sits in ``his_ehealth_cards`` so the card identifies."""
+
+    __tablename__ = "his_ehealth_issued"
+
+    patient_id: Mapped[str] = mapped_column(ForeignKey("his_patients.patient_id"), primary_key=True)
+    code: Mapped[str] = mapped_column(EncryptedText("his_ehealth_issued.code"))
+    code_index: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class HisVisitCard(Base):
+    """A physical visit card (就诊卡) the hospital handed out, bound to one patient file (绑卡). The card number is
+    the key to a file, so it is encrypted (for the masked list the patient sees) and found by its blind index; the
+    index is the primary key, so a card can belong to one file only."""
+
+    __tablename__ = "his_visit_cards"
+
+    card_index: Mapped[str] = mapped_column(String(64), primary_key=True)
+    card_no: Mapped[str] = mapped_column(EncryptedText("his_visit_cards.card_no"))
+    patient_id: Mapped[str] = mapped_column(ForeignKey("his_patients.patient_id"), index=True)
+    bound_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

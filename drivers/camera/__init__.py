@@ -4,8 +4,8 @@ The kiosk only detects faces and checks frame quality; deciding who the patient 
 certified face platform (see `central.face`).
 """
 from drivers.camera.camera import (CameraDisconnectedError, CameraError, Capture, FaceCamera,
-                                   SourceEndedError)
+                                   FaceNotCapturedError, SourceEndedError)
 from drivers.camera.quality import Quality, assess, prompt
 
-__all__ = ["CameraDisconnectedError", "CameraError", "Capture", "FaceCamera", "Quality", "SourceEndedError",
-           "assess", "prompt"]
+__all__ = ["CameraDisconnectedError", "CameraError", "Capture", "FaceCamera", "FaceNotCapturedError", "Quality",
+           "SourceEndedError", "assess", "prompt"]

@@ -27,11 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
-import cv2
 import numpy as np
 
 from drivers.camera import quality as q
 from drivers.health import Health
+from drivers.lazy_module import LazyModule
+
+cv2 = LazyModule("cv2")  # OpenCV (~0.2 s, ~33 MB): imported when the camera opens, on the camera's own thread
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,14 @@ FrameCallback = Callable[[np.ndarray, q.Quality], None]
 
 BLANK_STD = 4.0  # grey standard deviation below which a frame is a covered lens or a dead sensor
 HEALTH_PROBE_AFTER = 1.0  # seconds without a frame before `health()` reads one itself
+
+# What `capture_face_jpeg` uploads: the face with room around it (the platform finds the face again itself),
+# no larger than a face platform needs, and small enough to cross a busy hospital network quickly.
+FACE_GOOD_ENOUGH = 0.9  # a passing frame this good ends the watch: a patient should not stand still for nothing
+FACE_CROP_MARGIN = 0.6  # context kept on every side of the face box, in face-box widths / heights
+FACE_JPEG_MAX_SIDE = 640  # pixels on the longer side: a VGA camera's crop is sent as it is, a full-HD one scaled
+FACE_JPEG_QUALITIES = (90, 80, 70, 60)  # tried in turn until the JPEG fits FACE_JPEG_MAX_BYTES
+FACE_JPEG_MAX_BYTES = 100_000  # the server refuses more than 200 kB; a 640 px face crop is ~40-55 kB
 
 
 class CameraError(Exception):
@@ -56,6 +66,23 @@ class NoFramesError(CameraError):
 
 class SourceEndedError(NoFramesError):
     """A file source reached its end and the camera does not loop it."""
+
+
+class FaceNotCapturedError(CameraError):
+    """The camera works, but no frame of the watch was good enough to send to the face platform.
+
+    Not a device fault: the patient can fix it. `prompt_zh` / `prompt_en` say what to change (come closer,
+    face the camera, only one person in view, more light ...), from the best failing frame's first problem,
+    so the screen can ask again instead of sending a frame that would only come back "not recognised".
+    """
+
+    def __init__(self, problem: str, frames_seen: int = 0) -> None:
+        zh, en = q.PROMPTS.get(problem, q.PROMPTS[q.INVALID_FRAME])
+        super().__init__(f"{zh} / {en}")
+        self.problem = problem
+        self.prompt_zh = zh
+        self.prompt_en = en
+        self.frames_seen = frames_seen
 
 
 class VideoSource(Protocol):
@@ -331,6 +358,21 @@ class FaceCamera:
         return Capture(frame=chosen[0], quality=chosen[1], frames_seen=seen,
                        seconds=round(time.monotonic() - started, 3))
 
+    def capture_face_jpeg(self, seconds: float = 4.0) -> bytes:
+        """刷脸 (K1): watch the patient for up to `seconds` and return the frame to send to the face platform,
+        as a JPEG of the face with room around it (see `encode_face_jpeg`).
+
+        The best passing frame wins; one scoring `FACE_GOOD_ENOUGH` ends the watch early. When no frame passes
+        the quality checks, raises `FaceNotCapturedError` with what the patient should change, because a bad
+        frame sent upstream only comes back as "not recognised". Device problems raise as in `capture_best`:
+        `CameraDisconnectedError`, `NoFramesError`, `SourceEndedError`.
+        """
+        capture = self.capture_best(seconds, good_enough=FACE_GOOD_ENOUGH)
+        if not capture.ok:
+            problem = capture.quality.problems[0] if capture.quality.problems else q.INVALID_FRAME
+            raise FaceNotCapturedError(problem, capture.frames_seen)
+        return encode_face_jpeg(capture.frame, capture.quality.face_box)
+
     def _assess(self, assess: Assess, frame: np.ndarray) -> q.Quality:
         try:
             result = assess(frame)
@@ -338,3 +380,31 @@ class FaceCamera:
             log.exception("%s: frame assessment failed", self.name)
             return q.Quality(ok=False, problems=[q.INVALID_FRAME])
         return result
+
+
+def encode_face_jpeg(frame: np.ndarray, face_box: q.Box | None) -> bytes:
+    """The upload for the face platform: the face and `FACE_CROP_MARGIN` around it, scaled down to at most
+    `FACE_JPEG_MAX_SIDE`, as a JPEG of at most `FACE_JPEG_MAX_BYTES`.
+
+    Cropping drops the background (other people in the queue are nobody's business upstream) and keeps the
+    upload small; the margin stays because the platform detects the face again on what it receives.
+    """
+    image = np.ascontiguousarray(frame)
+    if face_box is not None:
+        height, width = image.shape[:2]
+        x, y, w, h = face_box
+        mx, my = int(w * FACE_CROP_MARGIN), int(h * FACE_CROP_MARGIN)
+        image = image[max(0, y - my):min(height, y + h + my), max(0, x - mx):min(width, x + w + mx)]
+    side = FACE_JPEG_MAX_SIDE
+    while True:
+        height, width = image.shape[:2]
+        scale = min(1.0, side / max(height, width))
+        scaled = image if scale >= 1.0 else cv2.resize(
+            image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+        for quality in FACE_JPEG_QUALITIES:
+            ok, data = cv2.imencode(".jpg", scaled, [int(cv2.IMWRITE_JPEG_QUALITY), quality])
+            if not ok:
+                raise CameraError("摄像头画面无法编码 / the camera frame could not be encoded as JPEG")
+            if data.size <= FACE_JPEG_MAX_BYTES:
+                return data.tobytes()
+        side //= 2  # a noisy sensor at the lowest quality still too large: fewer pixels, never a bigger upload

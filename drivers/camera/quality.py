@@ -12,8 +12,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-import cv2
 import numpy as np
+
+from drivers.lazy_module import LazyModule
+
+cv2 = LazyModule("cv2")  # OpenCV (~0.2 s, ~33 MB): imported on first use, not with the kiosk's drivers
 
 Box = tuple[int, int, int, int]  # x, y, width, height in frame pixels
 Detector = Callable[[np.ndarray], Sequence[Sequence[int]]]  # grey uint8 frame -> face boxes

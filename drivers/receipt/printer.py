@@ -8,18 +8,36 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import serial
 import usb.core
 import usb.util
-from escpos.exceptions import Error as EscposError
-from escpos.printer import Dummy, Network, Usb
 
 from drivers.health import Health
+from drivers.lazy_module import LazyModule
 from drivers.receipt.document import Block, Feed, QrCode, Rule, Text
+from drivers.receipt.escpos_cache import import_with_cache
 from drivers.receipt.status import QUERIES, health_from_status
 from drivers.serial_line import PORT_ERRORS, SerialLine
+
+if TYPE_CHECKING:
+    from escpos.printer import Network, Usb
+
+# python-escpos costs ~0.15 s to import, plus ~0.45 s for its printer database unless that is cached: the driver
+# imports it when the printer is opened, on the printer's own thread, not when the kiosk imports its drivers.
+escpos_printer = LazyModule("escpos.printer")
+escpos_exceptions = LazyModule("escpos.exceptions")
+_escpos_loading = threading.Lock()
+
+
+def load_escpos() -> None:
+    """Import python-escpos now, with its parsed printer database kept between runs (`escpos_cache`)."""
+    if escpos_printer.loaded:
+        return
+    with _escpos_loading:
+        if not escpos_printer.loaded:
+            import_with_cache(escpos_printer.load)
 
 # 80 mm paper, 72 mm printable at 203 dpi: 576 dots, 48 columns of font A (a CJK character takes two).
 PROFILE_NAME = "TM-T20II"
@@ -52,7 +70,8 @@ def text_bytes(block: Text) -> bytes:
 
 def render_document(blocks: Sequence[Block]) -> bytes:
     """The ESC/POS bytes for `blocks`, ending with a feed and a full cut."""
-    out = Dummy(profile=PROFILE_NAME)
+    load_escpos()
+    out = escpos_printer.Dummy(profile=PROFILE_NAME)
     out._raw(INIT + CHINESE_ON)
     for block in blocks:
         if isinstance(block, Text):
@@ -90,7 +109,7 @@ class _EscposReceiptPrinter:
     def print_document(self, blocks: Sequence[Block]) -> None:
         try:
             data = render_document(blocks)
-        except (EscposError, ValueError, TypeError) as exc:
+        except (escpos_exceptions.Error, ValueError, TypeError) as exc:
             raise PrinterError(f"凭条无法排版 / the receipt cannot be laid out: {exc}") from exc
         self._send(data)
 
@@ -110,7 +129,9 @@ class NetworkReceiptPrinter(_EscposReceiptPrinter):
 
     def open(self) -> None:
         """Nothing to hold open: a raw port-9100 printer takes one connection as one job, so each slip gets
-        its own connection and a printer that was switched off and on needs no reconnect."""
+        its own connection and a printer that was switched off and on needs no reconnect. python-escpos is
+        imported here, on the printer's thread, so the first slip does not wait for it."""
+        load_escpos()
 
     def close(self) -> None:
         pass
@@ -150,10 +171,11 @@ class NetworkReceiptPrinter(_EscposReceiptPrinter):
                 pass
 
     def _connect(self) -> Network:
-        printer = Network(self.host, self.port, timeout=self.timeout, profile=PROFILE_NAME)
+        load_escpos()
+        printer = escpos_printer.Network(self.host, self.port, timeout=self.timeout, profile=PROFILE_NAME)
         try:
             printer.open()
-        except EscposError as exc:
+        except escpos_exceptions.Error as exc:
             cause = exc.__cause__ or exc.__context__ or exc
             raise PrinterError(f"打印机无法连接 / cannot connect to the receipt printer {self.address}: "
                                f"{cause}") from exc
@@ -177,6 +199,11 @@ class SerialReceiptPrinter(_EscposReceiptPrinter, SerialLine):
     @property
     def address(self) -> str:  # type: ignore[override]
         return self.port
+
+    def open(self) -> None:
+        """The port, and python-escpos for the slips (on the printer's thread, before the first slip)."""
+        load_escpos()
+        SerialLine.open(self)
 
     def _port_settings(self) -> dict[str, Any]:
         return {"timeout": self.timeout, "write_timeout": self.timeout}
@@ -233,7 +260,8 @@ class UsbReceiptPrinter(_EscposReceiptPrinter):
         return f"usb {self.vendor_id:04x}:{self.product_id:04x}"
 
     def open(self) -> None:
-        pass
+        """Nothing to claim between jobs; python-escpos is imported here, on the printer's thread."""
+        load_escpos()
 
     def close(self) -> None:
         pass
@@ -272,11 +300,13 @@ class UsbReceiptPrinter(_EscposReceiptPrinter):
 
     def _claim(self) -> Usb:
         usb_args = {"backend": self.backend} if self.backend is not None else {}
-        printer = Usb(self.vendor_id, self.product_id, usb_args=usb_args, timeout=int(self.timeout * 1000),
-                      in_ep=self.in_ep, out_ep=self.out_ep, profile=PROFILE_NAME)
+        load_escpos()
+        printer = escpos_printer.Usb(self.vendor_id, self.product_id, usb_args=usb_args,
+                                     timeout=int(self.timeout * 1000), in_ep=self.in_ep, out_ep=self.out_ep,
+                                     profile=PROFILE_NAME)
         try:
             printer.open()
-        except EscposError as exc:
+        except escpos_exceptions.Error as exc:
             raise PrinterError(f"打印机未连接 / receipt printer {self.address} is not on the USB bus: "
                                f"{exc}") from exc
         return printer

@@ -15,7 +15,6 @@ from typing import Any, Iterable
 import cups
 
 from drivers.health import Health
-from drivers.report.pdf import test_page_pdf
 
 # printer-state (RFC 8011)
 PRINTER_IDLE, PRINTER_PROCESSING, PRINTER_STOPPED = 3, 4, 5
@@ -143,6 +142,8 @@ class CupsReportPrinter:
         if not health.usable:
             return health
         try:
+            from drivers.report.pdf import test_page_pdf  # reportlab (~0.15 s) only when a page is drawn
+
             job_id = self.print_pdf(test_page_pdf(os.uname().nodename), "自检 Self-test")
             self.wait_for_job(job_id)
         except ReportPrinterError as exc:

@@ -10,6 +10,8 @@ The rules are data (`Rules`), because most formats here are not ours to define:
 * 电子健康卡 (e-health card): likewise issued by the regional health platform. Default rule: an `ehc:`
   prefix (configurable) or exactly 64 hexadecimal characters.
 * visit code: the project's own, minted by `central/his/reference.py::_visit_code` as exactly 12 digits.
+* visit card (就诊卡): the barcode on the plastic card the hospital hands out, bound to a patient at the kiosk.
+  Each hospital numbers its own cards; default exactly 10 digits, set `visit_card` in the site configuration.
 * WeChat Pay payment code: 18 digits starting 10-15 (WeChat Pay's published 付款码 rule).
 * Alipay payment code: 16-24 digits starting 25-30 (Alipay's published 付款码 rule).
 * prescription slip: the project's assumption `CF` + 8-20 digits (处方); the HIS prints it, so configurable.
@@ -33,6 +35,7 @@ class ScanKind(str, Enum):
     INSURANCE_VOUCHER = "insurance_voucher"  # 医保电子凭证
     E_HEALTH_CARD = "e_health_card"  # 电子健康卡
     VISIT_CODE = "visit_code"  # 就诊码 (this project's)
+    VISIT_CARD = "visit_card"  # 就诊卡 (the hospital's card numbers)
     WECHAT_PAY = "wechat_pay"  # 微信付款码
     ALIPAY = "alipay"  # 支付宝付款码
     PRESCRIPTION = "prescription"  # 处方单
@@ -44,6 +47,7 @@ MESSAGES: dict[ScanKind, tuple[str, str]] = {
     ScanKind.INSURANCE_VOUCHER: ("已识别医保电子凭证", "Medical-insurance e-voucher recognised"),
     ScanKind.E_HEALTH_CARD: ("已识别电子健康卡", "E-health card recognised"),
     ScanKind.VISIT_CODE: ("已识别就诊码", "Visit code recognised"),
+    ScanKind.VISIT_CARD: ("已识别就诊卡", "Visit card recognised"),
     ScanKind.WECHAT_PAY: ("已识别微信付款码", "WeChat Pay payment code recognised"),
     ScanKind.ALIPAY: ("已识别支付宝付款码", "Alipay payment code recognised"),
     ScanKind.PRESCRIPTION: ("已识别处方单", "Prescription slip recognised"),
@@ -95,6 +99,7 @@ class Rules:
     """Site-configurable patterns; each is matched against the whole (stripped) text."""
 
     visit_code: str = r"\d{12}"
+    visit_card: str = r"\d{10}"
     wechat_pay: str = r"1[0-5]\d{16}"
     alipay: str = r"(?:2[5-9]|30)\d{14,22}"
     e_health_prefixes: tuple[str, ...] = ("ehc:",)
@@ -142,6 +147,8 @@ def _classify(text: str, rules: Rules) -> Scan:
     upper = text.upper()
     if rules.match("visit_code", text):
         return _found(ScanKind.VISIT_CODE, text)
+    if rules.match("visit_card", upper):
+        return _found(ScanKind.VISIT_CARD, upper)
     if rules.match("wechat_pay", text):
         return _found(ScanKind.WECHAT_PAY, text)
     if rules.match("alipay", text):

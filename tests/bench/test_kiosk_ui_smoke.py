@@ -31,3 +31,6 @@ def test_kiosk_ui_bench_runs_tiny_and_every_visit_completes() -> None:
     assert simulated, done.stdout
     assert simulated.groups() == ("20", "4", "16")
     assert re.search(r"cold start 1: \d+ ms to the painted home screen", done.stdout)
+    # The child's phases and its own RSS (the kiosk alone), and this process's share without the kiosk.
+    assert re.search(r"imports:\d+ .*kiosk_built:\d+ .*; rss at the painted home screen \d+ MB", done.stdout)
+    assert re.search(r"rss: \d+\.\d MB before the kiosk was built", done.stdout)

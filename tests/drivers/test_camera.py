@@ -18,7 +18,8 @@ from hypothesis.extra import numpy as hnp
 
 from drivers.camera import quality as q
 from drivers.camera import synthetic
-from drivers.camera.camera import (CameraDisconnectedError, FaceCamera, NoFramesError, SourceEndedError,
+from drivers.camera.camera import (FACE_JPEG_MAX_BYTES, FACE_JPEG_MAX_SIDE, CameraDisconnectedError, CameraError,
+                                   FaceCamera, FaceNotCapturedError, NoFramesError, SourceEndedError,
                                    is_file_source)
 from drivers.device import Device
 from drivers.health import Status
@@ -302,3 +303,62 @@ def test_device_worker_opens_the_camera_and_reopens_it_after_an_unplug(clip: Pat
     finally:
         worker.stop()
     assert not camera.is_open
+
+
+# --- the upload for 刷脸 ----------------------------------------------------------------------------------
+
+def decode(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
+def test_capture_face_jpeg_sends_the_face_as_a_small_jpeg_that_still_passes(clip: Path) -> None:
+    with FaceCamera(clip) as camera:
+        data = camera.capture_face_jpeg()
+    assert data.startswith(b"\xff\xd8") and len(data) <= FACE_JPEG_MAX_BYTES < 200 * 1024
+    image = decode(data)
+    assert max(image.shape[:2]) <= FACE_JPEG_MAX_SIDE
+    quality = q.assess(image)  # the platform must find the face again in what it receives
+    assert quality.ok, quality.problems
+
+
+def test_capture_face_jpeg_crops_and_scales_a_full_hd_frame(tmp_path: Path) -> None:
+    frame = synthetic.face_frame(1920, 1080, faces=[(900, 560, 600)], seed=3)
+    clip = synthetic.write_video(tmp_path / "hd.avi", [frame] * 2)
+    with FaceCamera(clip) as camera:
+        data = camera.capture_face_jpeg(2.0)
+    image = decode(data)
+    assert max(image.shape[:2]) == FACE_JPEG_MAX_SIDE and len(data) <= FACE_JPEG_MAX_BYTES
+    assert image.shape[1] / image.shape[0] < 1920 / 1080  # cropped to the face, not just shrunk
+    assert q.assess(image).ok
+
+
+@pytest.mark.parametrize("problem", [q.NO_FACE, q.SEVERAL_FACES, q.TOO_FAR, q.TOO_DARK])
+def test_capture_face_jpeg_without_a_passing_frame_says_what_to_change(problem: str, base: np.ndarray,
+                                                                       tmp_path: Path) -> None:
+    clip = synthetic.write_video(tmp_path / f"{problem}.avi", [PROBLEM_FRAMES[problem](base)] * 3)
+    with FaceCamera(clip) as camera, pytest.raises(FaceNotCapturedError) as excinfo:
+        camera.capture_face_jpeg(2.0)
+    error = excinfo.value
+    assert isinstance(error, CameraError) and error.problem == problem and error.frames_seen == 3
+    assert (error.prompt_zh, error.prompt_en) == q.PROMPTS[problem]
+    assert EXPECTED_PROMPT[problem] in error.prompt_zh and error.prompt_en.isascii()
+
+
+def test_capture_face_jpeg_keeps_device_errors_apart_from_the_patients(clip: Path, tmp_path: Path) -> None:
+    camera, _made = dying_camera(clip, good_frames=0)
+    camera.open()
+    with pytest.raises(NoFramesError) as no_frames:
+        camera.capture_face_jpeg(1.0)
+    assert not isinstance(no_frames.value, FaceNotCapturedError)
+    far = synthetic.write_video(tmp_path / "far.avi", [synthetic.face_frame(faces=[(320, 240, 100)])] * 4)
+    camera, _made = dying_camera(far, good_frames=2)  # unplugged while the patient is still too far away
+    camera.open()
+    with pytest.raises(CameraDisconnectedError) as unplugged:
+        camera.capture_face_jpeg(5.0)
+    assert not isinstance(unplugged.value, FaceNotCapturedError)
+    with FaceCamera(clip) as ended:
+        list(ended.frames())
+        with pytest.raises(SourceEndedError):
+            ended.capture_face_jpeg(1.0)

@@ -321,6 +321,8 @@ def test_keymap_refuses_what_a_keyboard_cannot_type() -> None:
 @pytest.mark.parametrize("text, kind, value", [
     ("123456789012", ScanKind.VISIT_CODE, "123456789012"),
     (" 123456789012\r\n", ScanKind.VISIT_CODE, "123456789012"),
+    ("6200001234", ScanKind.VISIT_CARD, "6200001234"),  # the default 10-digit 就诊卡 number
+    ("620000123", ScanKind.UNKNOWN, ""),
     ("134567890123456789", ScanKind.WECHAT_PAY, "134567890123456789"),
     ("104567890123456789", ScanKind.WECHAT_PAY, "104567890123456789"),
     ("164567890123456789", ScanKind.UNKNOWN, ""),  # 16 is not a WeChat prefix
@@ -364,6 +366,10 @@ def test_rules_are_configurable() -> None:
     assert classify("IP12345678", rules).kind is ScanKind.WRISTBAND
     assert classify("ZY20240001", rules).kind is ScanKind.UNKNOWN
     assert classify("ehc:abc", rules).kind is ScanKind.UNKNOWN
+    cards = Rules(visit_card=r"JZ\d{8}")  # a hospital whose visit cards carry a prefix
+    assert (classify("jz00001234", cards).kind, classify("jz00001234", cards).value) == (ScanKind.VISIT_CARD,
+                                                                                       "JZ00001234")
+    assert classify("6200001234", cards).kind is ScanKind.UNKNOWN
     broken = Rules(visit_code="(")  # a typo in the site config: unknown, never an exception
     assert classify("123456789012", broken).kind is ScanKind.UNKNOWN
 

@@ -14,7 +14,8 @@ from PySide6.QtWidgets import QPushButton
 from central.his.seed import DEMO_PATIENT, DEMO_PATIENT_ID
 from drivers.receipt.render import printed_text
 from kiosk_app.phone import qr_on_screen
-from kiosk_app.scripted import ScriptError, click, click_button, click_tile, wait_for_screen, wait_until
+from kiosk_app.scripted import (ScriptError, click, click_button, click_tile, leave_after_visit, wait_for_screen,
+                                 wait_until)
 from kiosk_app.simulated import card_for
 from tests.e2e.conftest import api
 
@@ -107,8 +108,7 @@ def test_book_by_pinyin_initials_pay_by_qr_then_cancel_and_get_the_refund(centra
     text = printed_text(sims.printer.wait_for_job(15))
     assert "预约挂号凭条" in text and "李*英" in text and DEMO_PATIENT["name"] not in text
     assert day.isoformat() in text and order_no in text and order["registration"]["visit_code"] in text
-    click_button(k.window, "返回首页")
-    wait_for_screen(qapp, k.window, "home")
+    leave_after_visit(qapp, k.window)
     assert k.window.patient_bar.isHidden()
 
     # 取消预约: a new visit; the appointment is on the list, the place and the money go back.
@@ -129,8 +129,7 @@ def test_book_by_pinyin_initials_pay_by_qr_then_cancel_and_get_the_refund(centra
     assert refunded["payment"]["state"] == "REFUND"  # the sandbox channel took the refund back to the payer
     history = api(central, k, f"/patients/{DEMO_PATIENT_ID}/history/registrations")["registrations"]
     assert next(r for r in history if r["order_no"] == order_no)["status"] == "CANCELLED"
-    click_button(k.window, "返回首页")
-    wait_for_screen(qapp, k.window, "home")
+    leave_after_visit(qapp, k.window)
 
     # The journal carries identifiers only: no name, no ID number, not the initials typed.
     journal = json.dumps(k.journal.entries(), ensure_ascii=False)

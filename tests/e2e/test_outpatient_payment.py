@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QLabel
 from central.his.seed import DEMO_PATIENT, DEMO_PATIENT_ID
 from drivers.receipt.render import printed_text
 from kiosk_app.phone import qr_on_screen
-from kiosk_app.scripted import click_button, click_tile, wait_for_screen, wait_until
+from kiosk_app.scripted import click_button, click_tile, leave_after_visit, wait_for_screen, wait_until
 from kiosk_app.app import Kiosk
 from kiosk_app.config import KioskConfig
 from kiosk_app.local_central import LocalCentral
@@ -72,8 +72,7 @@ def test_pay_a_bill_by_qr_then_refund_an_item(central, kiosk, qapp):
         assert item["name"] in text and item["place"] in text, item
     assert f"{order['amount_fen'] / 100:.2f}" in text and order_no in text
 
-    click_button(k.window, "返回首页")
-    wait_for_screen(qapp, k.window, "home")
+    leave_after_visit(qapp, k.window)
     assert k.window.patient_bar.isHidden()
 
     # 退费: the bill is paid, so nothing is due; the refund entry lists what was paid here today.
@@ -98,8 +97,7 @@ def test_pay_a_bill_by_qr_then_refund_an_item(central, kiosk, qapp):
             "SELECT e.event FROM order_events e JOIN orders o ON o.id = e.order_id WHERE o.order_no = ?",
             (order_no,))]
     assert "ITEMS_REFUNDED" in events
-    click_button(k.window, "返回首页")
-    wait_for_screen(qapp, k.window, "home")
+    leave_after_visit(qapp, k.window)
 
     # The journal and the outbox carry identifiers only.
     k.deliverer.wake()

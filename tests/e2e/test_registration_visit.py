@@ -71,8 +71,10 @@ def test_full_visit_prints_the_visit_code_the_his_issued(central, kiosk, qapp):
     assert receipt.rfind(b"\x1dV") > receipt.rfind(b"\x1dv0")  # cut after the QR code
 
     click_button(k.window, "返回首页")
-    wait_for_screen(qapp, k.window, "home")
+    wait_for_screen(qapp, k.window, "survey")  # offered after a visit that served (K13): one tap skips it
     assert k.window.patient_bar.isHidden() and k.workflow.visit.patient is None
+    click_button(k.window, "跳过")
+    wait_for_screen(qapp, k.window, "home")
 
     # Every transition of the visit also went through the offline queue to the server, once each.
     k.deliverer.wake()
@@ -101,12 +103,22 @@ def test_headless_demo_command(tmp_path):
     out = tmp_path / "demo"
     kiosk_bin = Path(sys.executable).with_name("kiosk")
     result = subprocess.run([str(kiosk_bin), "demo", "--headless", "--out", str(out)], capture_output=True,
-                            text=True, timeout=240)
+                            text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     names = {p.name for p in out.iterdir()}
     for screen in ("home", "insert_card", "departments", "doctors", "slots", "confirm", "payment", "done",
                    "diag_pin", "diag"):
         assert any(n.endswith(f"-{screen}.png") for n in names), screen
+    # every service's walk, its screens named after the service
+    for service, screen in (("registration", "done"), ("registration", "guidance_map"),
+                            ("appointment", "appt_done"), ("appointment", "appt_cancelled"),
+                            ("survey", "survey_thanks"), ("outpatient_payment", "bill_done"),
+                            ("reports", "print_result"), ("queries", "records"), ("guidance", "guidance_map")):
+        assert any(n.endswith(f"-{service}-{screen}.png") for n in names), (service, screen)
+    assert any(n.endswith(("-checkin-checkin_done.png", "-checkin-checkin_list.png")) for n in names)
+    walks = json.loads((out / "visit.json").read_text())["walks"]
+    assert {"registration", "appointment", "checkin", "outpatient_payment", "reports", "queries", "guidance",
+            "technician"} <= set(walks) and all(w["ok"] for w in walks.values()), walks
     assert {"receipt.bin", "receipt.png"} <= names
     assert decode_qr_codes((out / "receipt.bin").read_bytes())
 

@@ -283,15 +283,16 @@ def test_usage_stats_count_visits_payments_and_failures_per_hour(svc: Services, 
     from central.api.outbox import store_message
     at = clock.now
     steps = {"v1": ["reading_card", "awaiting_payment", "fulfilling", "done"],
-             "v2": ["reading_card", "failed"], "v3": ["reading_card"]}
+             "v2": ["reading_card", "failed"], "v3": ["reading_card"],
+             "s1": ["surveying", "thanks"]}  # the survey after v1: not a visit of its own
     n = 0
     for session_id, dests in steps.items():
         source = "home"
         for dest in dests:
             n += 1
             store_message(svc.sessions, kiosk.terminal_id, f"visit-{session_id}-{n:04d}", "visit_event",
-                          {"session": session_id, "workflow": "registration", "event": "e", "source": source,
-                           "dest": dest}, at + timedelta(minutes=n))
+                          {"session": session_id, "workflow": "survey" if session_id == "s1" else "registration",
+                           "event": "e", "source": source, "dest": dest}, at + timedelta(minutes=n))
             source = dest
     stats = service.usage_stats(svc, since=at - timedelta(hours=1), until=at + timedelta(hours=1))
     assert (stats.visits, stats.payments, stats.failures) == (3, 1, 1)

@@ -56,3 +56,29 @@ def test_unreachable_server_is_unavailable_not_an_error():
     with pytest.raises(BackendUnavailable):
         client.hospital()
     client.close()
+
+
+def test_identify_by_face_finds_the_demo_patient_on_the_embedded_defaults(backend, tmp_path):
+    """The embedded-defaults server answers 刷脸 with the reference platform, the demo patient enrolled with the
+    face the simulated kiosk camera shows; the picture comes from the real camera driver."""
+    from drivers.camera import FaceCamera, synthetic
+
+    with FaceCamera(synthetic.face_video(tmp_path / "demo.avi", count=4)) as camera:
+        demo = camera.capture_face_jpeg(2.0)
+    with FaceCamera(synthetic.face_video(tmp_path / "other.avi", count=4, style=synthetic.OTHER_STYLE)) as camera:
+        other = camera.capture_face_jpeg(2.0)
+    assert backend.identify_by_face(demo) == backend.identify_by_id_card(DEMO_PATIENT["id_number"],
+                                                                         DEMO_PATIENT["name"])
+    with pytest.raises(BackendError) as err:
+        backend.identify_by_face(other)
+    assert err.value.code == "FACE_NOT_RECOGNISED" and "身份证" in err.value.message and err.value.message_en
+    with pytest.raises(BackendError) as err:
+        backend.identify_by_face(b"not a picture")
+    assert err.value.code == "FACE_IMAGE_INVALID" and err.value.message and err.value.message_en
+
+
+def test_identify_by_face_on_an_unreachable_server_is_unavailable():
+    client = HttpBackend(Credentials("KIOSK-X", "s", f"http://127.0.0.1:{free_port()}"), timeout=2)
+    with pytest.raises(BackendUnavailable):
+        client.identify_by_face(b"\xff\xd8 any picture")
+    client.close()

@@ -513,3 +513,225 @@ def test_guidance_and_survey_send_their_intents(window, qtbot):
     assert window.sent[-1] == ("submit", {})
     click_button(window, "跳过")
     assert window.sent[-1] == ("skip", {})
+
+
+# The end of a visit (K12, K13): "查看路线 Show the way" on every result that names a place, as the hub adds
+# the places the map knows (`ways`, from the guidance service), and the survey the hub offers afterwards.
+def _way_views() -> list[View]:
+    import tempfile
+    from pathlib import Path
+
+    from tests.workflows.fakes import FakeBackend, RecordingPrinter, demo_bills
+    from workflows.bill_receipt import places_of
+    from workflows.guidance import Guidance
+    from workflows.journal import Journal
+    from workflows.visit_survey import VisitSurvey
+
+    journal = Journal(Path(tempfile.mkdtemp()) / "journal.db")
+    views: list[View] = []
+    args = (FakeBackend(journal), RecordingPrinter(), journal, views.append, "KIOSK-001")
+    guide = Guidance(*args)
+
+    def ways(*texts: str) -> list[dict]:
+        found = [(t, guide.destination(t)) for t in texts]
+        return [{**f, "text": t} for t, f in found if f is not None]
+
+    items = [dict(i, status="PAID") for b in demo_bills() for i in b["items"]]
+    items.append(dict(items[0], item_id="99", name="复方甘草片", place="门诊中药房 5 号窗口"))
+    bill_order = {"order_no": "MZ0001", "amount_fen": 8900, "items": items}
+    queue = {"queue_no": 8, "ahead": 3, "estimated_wait_minutes": 24, "location": "门诊楼3层 B区 5诊室",
+             "department": "神经内科", "doctor": "王建国", "start": "14:00", "end": "14:30"}
+    jobs = [{"kind": "lab", "doc_no": "L1", "title": "血常规", "status": "printed", "message": "已打印"},
+            {"kind": "imaging", "doc_no": "I1", "title": "胸部CT", "status": "skipped",
+             "message": "打印机故障，本份未开始打印"}]
+    survey = VisitSurvey(*args)
+    survey.handle("start", service="registration")
+    survey.handle("answer", question="overall", score=4)
+    journal.close()
+    return [
+        View("done", {"order": ORDER, "ways": ways("门诊楼2层 B区 5诊室")}, patient=PATIENT),
+        View("appt_done", {"order": ORDER, "ways": ways("门诊楼2层 B区 5诊室")}, patient=PATIENT),
+        View("checkin_done", {"queue": queue, "ways": ways(queue["location"])}, patient=PATIENT),
+        View("bill_done", {"order": bill_order, "places": places_of(items),
+                           "ways": ways(*(p["place"] for p in places_of(items)))}, patient=PATIENT),
+        View("bill_done", {"order": bill_order, "places": places_of(items[:2]),
+                           "ways": ways(*(p["place"] for p in places_of(items[:2])))}, patient=PATIENT),
+        View("print_result", {"jobs": jobs, "printer_fault": True, "ways": ways("门诊楼一楼服务台")},
+             message="报告打印机暂时无法使用。未打印的报告可稍后再来打印，或到其他自助机、门诊楼一楼服务台打印",
+             message_en="The report printer is out of order.", patient=PATIENT),
+        View("done", {"order": ORDER, "ways": []}, patient=PATIENT),  # a place the map does not know
+        *[v for v in views if v.screen == "survey"][-1:],
+    ]
+
+
+WAY_VIEWS = _way_views()
+
+
+@pytest.mark.parametrize("view", WAY_VIEWS, ids=[f"{v.screen}-{i}" for i, v in enumerate(WAY_VIEWS)])
+def test_result_screens_with_the_way_fit_and_targets_are_large(window, view, qtbot):
+    test_screen_fits_and_targets_are_large(window, view, qtbot)
+
+
+def _way_buttons(window) -> list:
+    from ui.screens.result import ShowWayButton
+    return [b for b in window.findChildren(ShowWayButton) if b.isVisible()]
+
+
+def test_show_the_way_sends_the_place_and_hides_for_places_off_the_map(window, qtbot):
+    from kiosk_app.scripted import click
+    for view in WAY_VIEWS[:3] + WAY_VIEWS[5:6]:
+        window.render(view)
+        qtbot.wait(10)
+        [btn] = _way_buttons(window)
+        click(btn)
+        assert window.sent[-1] == ("show_way", {"place": view.data["ways"][0]["place"]}), view.screen
+    window.render(WAY_VIEWS[6])
+    qtbot.wait(10)
+    assert _way_buttons(window) == []
+    bill = WAY_VIEWS[3]
+    window.render(bill)
+    qtbot.wait(10)
+    buttons = _way_buttons(window)
+    assert len(buttons) == len(bill.data["ways"]) == 5  # one per place on the screen, each to its own room
+    click(buttons[2])
+    assert window.sent[-1] == ("show_way", {"place": bill.data["ways"][2]["place"]})
+
+
+def test_the_survey_after_a_visit_has_skip_and_no_back(window, qtbot):
+    from kiosk_app.scripted import click_button
+    view = WAY_VIEWS[-1]
+    assert view.screen == "survey" and view.data["answers"] == {"overall": 4}
+    window.render(view)
+    qtbot.wait(10)
+    assert not window.back_btn.isVisible() and not window.cancel_btn.isVisible()
+    click_button(window, "跳过")
+    assert window.sent[-1] == ("skip", {})
+
+
+# Cards (办卡绑卡): views made by the real service against the fake server, so the screens draw what the workflow
+# really publishes: the menu in its states, the scanner screen with a refusal, the QR with and without a slip.
+def _card_views() -> list[View]:
+    import tempfile
+    from pathlib import Path
+
+    from drivers.health import Health
+    from tests.workflows.fakes import FakeCard, FakeCardsBackend, RecordingPrinter
+    from workflows.journal import Journal
+    from workflows.patient_cards import PatientCards
+
+    journal = Journal(Path(tempfile.mkdtemp()) / "journal.db")
+    views: list[View] = []
+    printer = RecordingPrinter()
+    backend = FakeCardsBackend(journal)
+    wf = PatientCards(backend, printer, journal, views.append, "KIOSK-001", sleep=lambda s: None)
+    wf.handle("start")
+    wf.handle("card_read", card=FakeCard())
+    wf.handle("bind_card")
+    wf.handle("code_scanned", kind="visit_card", code="6000000009")  # someone else's card: refused in words
+    wf.handle("code_scanned", kind="visit_card", code="6123451234")
+    wf.handle("apply_ehealth")
+    printer.fail = True
+    wf.handle("back")
+    wf.handle("apply_ehealth")
+    wf.handle("finish")
+    backend.ehealth.clear()
+    backend.held_elsewhere.add("P0001")  # next patient: a card from the regional platform, and a broken scanner
+    wf.handle("device_health", device="scanner", health=Health.fault("disconnected", "unplugged"))
+    wf.handle("start")
+    wf.handle("card_read", card=FakeCard())
+    journal.close()
+    return [v for v in views if v.screen in ("card_menu", "scan_visit_card", "ehealth_card")]
+
+
+CARD_VIEWS = _card_views()
+
+
+@pytest.mark.parametrize("view", CARD_VIEWS, ids=[f"{v.screen}-{i}" for i, v in enumerate(CARD_VIEWS)])
+def test_card_screens_fit_and_targets_are_large(window, view, qtbot):
+    window.render(view)
+    qtbot.wait(10)
+    # The screen's own share of the glass: below the header (110) and the patient bar (70), above the footer's
+    # touch-size buttons (96 + margins), so it fits whatever the other screens of the stack ask for.
+    screen = window.screens[view.screen]
+    assert screen.minimumSizeHint().height() <= theme.SCREEN_H - 110 - 70 - 120
+    assert screen.minimumSizeHint().width() <= theme.SCREEN_W
+    for btn in window.findChildren(QPushButton):
+        if btn.isVisible():
+            assert btn.height() >= theme.TOUCH_MIN, btn.text()
+    for tile in window.findChildren(Tile):
+        if tile.isVisible():
+            assert tile.height() >= theme.TOUCH_MIN and tile.width() >= 200
+
+
+def _cards(screen: str, n: int = 0) -> View:
+    return [v for v in CARD_VIEWS if v.screen == screen][n]
+
+
+def test_card_menu_says_what_is_held_and_sends_its_intents(window, qtbot):
+    from kiosk_app.scripted import ScriptError, click_button, click_tile
+    window.render(_cards("card_menu"))
+    qtbot.wait(10)
+    assert "未申领" in " ".join(lbl.text() for lbl in window.findChildren(QLabel) if lbl.isVisible())
+    click_tile(window, "申领电子健康卡")
+    assert window.sent[-1] == ("apply_ehealth", {})
+    click_tile(window, "绑定就诊卡")
+    assert window.sent[-1] == ("bind_card", {})
+    click_button(window, "完成，返回首页")
+    assert window.sent[-1] == ("finish", {})
+    bound = _cards("card_menu", 1)
+    window.render(bound)
+    qtbot.wait(10)
+    shown = " ".join(lbl.text() for lbl in window.findChildren(QLabel) if lbl.isVisible())
+    assert "就诊卡  6*****1234" in shown and "6123451234" not in shown and "绑定成功" in shown
+    window.render(_cards("card_menu", -1))  # a card from elsewhere, the scanner broken: both tiles say why
+    qtbot.wait(10)
+    shown = " ".join(lbl.text() for lbl in window.findChildren(QLabel) if lbl.isVisible())
+    assert "已有电子健康卡" in shown and "扫码器暂时故障" in shown
+    for words in ("申领电子健康卡", "绑定就诊卡"):
+        with pytest.raises(ScriptError):
+            click_tile(window, words)
+
+
+def test_scanner_screen_shows_a_refusal_and_goes_back(window, qtbot):
+    from kiosk_app.scripted import click_button
+    refused = _cards("scan_visit_card", 1)
+    window.render(refused)
+    qtbot.wait(10)
+    assert "已绑定其他就诊人" in window.screens["scan_visit_card"].notice.text()
+    assert window.back_btn.isVisible() and window.cancel_btn.isVisible()
+    click_button(window, "上一步")
+    assert window.sent[-1] == ("back", {})
+
+
+def test_e_health_card_screen_draws_the_qr_and_the_slip_s_fate(window, qtbot):
+    import qrcode
+
+    from kiosk_app.scripted import click_button
+    issued, reprinted = _cards("ehealth_card"), _cards("ehealth_card", 1)
+    window.render(issued)
+    qtbot.wait(10)
+    screen = window.screens["ehealth_card"]
+    expected = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_M)
+    expected.add_data(issued.data["code"])
+    expected.make(fit=True)
+    assert screen.qr.matrix == expected.get_matrix() and screen.qr.height() >= 360
+    assert "申领成功" in screen.title.text() and "取走" in screen.slip.text()
+    window.render(reprinted)
+    qtbot.wait(10)
+    assert "打印失败" in screen.slip.text() and not window.cancel_btn.isVisible()
+    click_button(window, "返回办卡绑卡")
+    assert window.sent[-1] == ("back", {})
+    click_button(window, "完成，返回首页")
+    assert window.sent[-1] == ("finish", {})
+
+
+# Bank cards (银行卡) beside the QR, their steps, and the social-security card at the bill checkout (K6);
+# tests/ui/test_card_screens.py drives them further and saves each as a PNG.
+def _card_payment_views() -> list[View]:
+    from tests.ui.test_card_screens import CARD_VIEWS
+    return list(CARD_VIEWS.values())
+
+
+@pytest.mark.parametrize("view", _card_payment_views(), ids=lambda v: f"{v.screen}-{v.data.get('step', '')}")
+def test_card_payment_screens_fit_and_targets_are_large(window, view, qtbot):
+    test_screen_fits_and_targets_are_large(window, view, qtbot)

@@ -152,6 +152,34 @@ class FakeBackend:
         if fulfil:
             order["registration"] = {"queue_no": 7, "visit_code": f"V{order_no}", "location": "门诊楼2层 3诊室"}
 
+    #: Passports and permits the fake server knows: number -> (the name on file, the patient).
+    known_documents: dict[str, tuple[str, dict[str, Any]]] = {
+        "E12345678": ("SMITH JOHN", {"patient_id": "P0004", "name_masked": "S**** J***", "gender": "男", "age": 46}),
+        "C12345678": ("LI XIUYING", {"patient_id": "P0001", "name_masked": "李*英", "gender": "女", "age": 70})}
+
+    def identify_by_document(self, document_number, name):
+        self._call("identify_by_document", document_number, name)
+        on_file = self.known_documents.get(document_number.strip().upper())
+        if on_file is None:
+            raise BackendError("PATIENT_NOT_FOUND", "未找到您的就诊档案，可用身份证自助建档或到人工窗口建档",
+                               "No patient file found", {"code": "PATIENT_NOT_FOUND", "can_create": False})
+        if "".join(on_file[0].split()).upper() != "".join(name.split()).upper():
+            raise BackendError("NAME_MISMATCH", "姓名与档案不符，请到人工窗口核对", "The name does not match",
+                               {"code": "NAME_MISMATCH"})
+        return dict(on_file[1])
+
+    #: Photos the fake face platform recognises: the JPEG's bytes -> the patient, or a family's e-health account.
+    known_faces: dict[bytes, Any] = {}
+
+    def identify_by_face(self, image_jpeg):
+        self._call("identify_by_face", len(image_jpeg))  # the size only: a test's call log holds no photo
+        found = self.known_faces.get(bytes(image_jpeg))
+        if found is None:
+            raise BackendError("FACE_NOT_RECOGNISED", "未能识别您的身份，请使用身份证或扫码",
+                               "You could not be recognised. Please use your ID card or scan a code.",
+                               {"code": "FACE_NOT_RECOGNISED"})
+        return found
+
 
 class Clock:
     """A monotonic clock the test moves by hand (`clock.t += 5`)."""
@@ -532,3 +560,57 @@ class FakeAppointmentBackend(FakeBackend):
                 "estimated_wait_minutes": self.queue_ahead * 8, "location": reg["location"],
                 "department": order["department"]["name"], "doctor": order["doctor"]["name"],
                 "date": order["slot"]["date"], "start": order["slot"]["start"], "end": order["slot"]["end"]}
+
+
+# ---- cards (办卡绑卡, K2), with the server's rules: one e-health card per patient, one patient per visit card ----
+
+def mask_card(card_no: str) -> str:
+    return card_no[0] + "*" * (len(card_no) - 5) + card_no[-4:]
+
+
+class FakeCardsBackend(FakeBackend):
+    def __init__(self, journal=None):
+        super().__init__(journal)
+        self.ehealth: dict[str, str] = {}  # patient id -> the code issued here
+        self.held_elsewhere: set[str] = set()  # patients holding a card the regional platform issued
+        self.visit_cards: dict[str, str] = {"6000000009": "P0002"}  # card number -> patient id
+        self.lost_answers: set[str] = set()  # methods whose next answer is lost after the server acted
+
+    def _answer(self, name: str, answer):
+        if name in self.lost_answers:
+            self.lost_answers.discard(name)
+            raise BackendUnavailable(f"{name}: read timed out")
+        return answer
+
+    def identify_by_code(self, method, code):
+        if method == "visit_card" and code in self.visit_cards:
+            self._call("identify_by_code", method, code)
+            return {"patient_id": self.visit_cards[code], "name_masked": "李*英", "gender": "女", "age": 70}
+        return super().identify_by_code(method, code)
+
+    def _cards(self, patient_id):
+        held = patient_id in self.ehealth or patient_id in self.held_elsewhere
+        return {"ehealth_card": {"held": held, "can_show": patient_id in self.ehealth},
+                "visit_cards": [mask_card(no) for no, pid in self.visit_cards.items() if pid == patient_id]}
+
+    def patient_cards(self, patient_id):
+        self._call("patient_cards", patient_id)
+        return self._cards(patient_id)
+
+    def issue_ehealth_card(self, patient_id):
+        self._call("issue_ehealth_card", patient_id)
+        if patient_id in self.held_elsewhere:
+            return {"code": None, "created": False, "held_elsewhere": True}
+        created = patient_id not in self.ehealth
+        code = self.ehealth.setdefault(patient_id, f"{len(self.ehealth) + 1:x}".rjust(64, "a"))
+        return self._answer("issue_ehealth_card", {"code": code, "created": created, "held_elsewhere": False})
+
+    def bind_visit_card(self, patient_id, card_no):
+        self._call("bind_visit_card", patient_id, card_no)
+        holder = self.visit_cards.get(card_no)
+        if holder is not None and holder != patient_id:
+            raise BackendError("VISIT_CARD_TAKEN", "该就诊卡已绑定其他就诊人，无法再次绑定",
+                               "This visit card is already bound to another patient.")
+        self.visit_cards[card_no] = patient_id
+        return self._answer("bind_visit_card", {"card_masked": mask_card(card_no), "created": holder is None,
+                                                **self._cards(patient_id)})

@@ -19,7 +19,7 @@ from ui.screens.base import Screen, Send
 from ui.screens.bills import BillPaymentScreen
 from ui.screens.choose import DoctorsScreen, SlotsScreen
 from ui.screens.confirm import ConfirmScreen
-from ui.screens.result import Badge, DoneScreen
+from ui.screens.result import Badge, DoneScreen, ShowWayButton
 from ui.widgets import PagedGrid, Tile, button, centered, label, title_block, yuan
 from workflows.view import View
 
@@ -430,9 +430,11 @@ class CheckinDoneScreen(Screen):
         self.body.addWidget(card, 1)
         self.slip = label("", 30, True, align=Qt.AlignmentFlag.AlignCenter, wrap=True)
         self.body.addWidget(self.slip)
-        self.body.addLayout(centered(button("完成，返回首页  Done", "primary", self.intent("finish"), 480)))
+        self.show_way = ShowWayButton(send)
+        self.body.addLayout(centered(self.show_way, button("完成，返回首页  Done", "primary", self.intent("finish"), 480)))
 
     def render(self, view: View) -> None:
+        self.show_way.render(view)
         q = view.data.get("queue") or {}
         self.queue.setText(f"{q.get('queue_no', '')} 号")
         self.ahead.setText(f"{q.get('ahead', 0)} 人")

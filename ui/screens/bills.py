@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QVBoxLay
 from ui import theme
 from ui.screens.base import Screen, Send
 from ui.screens.payment import PaymentScreen
-from ui.screens.result import Badge
+from ui.screens.result import Badge, ShowWayButton
 from ui.widgets import PagedGrid, Tile, button, centered, label, title_block, yuan
 from workflows.view import View
 
@@ -187,6 +187,17 @@ class BillCheckoutScreen(Screen):
         box.addWidget(label("Open your medical-insurance e-voucher in WeChat or Alipay and hold its QR code "
                             "under the scanner below.", 22, color=theme.MUTED, wrap=True))
         box.addStretch(1)
+        # 社保卡 in the PC/SC reader, where the terminal has one (the view's "insurance_card").
+        self.social_card = QWidget()
+        social = QHBoxLayout(self.social_card)
+        social.setContentsMargins(0, 0, 0, 0)
+        words = QVBoxLayout()
+        words.addWidget(label("或插入社保卡（芯片朝上）", 30, True))
+        words.addWidget(label("Or insert your social-security card", 20, color=theme.MUTED))
+        social.addLayout(words, 1)
+        social.addWidget(button("读取社保卡  Read card", "", self.intent("use_insurance_card"), 340))
+        box.addWidget(self.social_card)
+        self.social_card.hide()  # until a view offers it
         box.addWidget(label("不使用医保，请直接点击下方按钮自费支付。\n"
                             "Not using insurance? Tap the button below.", 24, color=theme.MUTED, wrap=True))
         row.addWidget(insurance, 1)
@@ -199,6 +210,7 @@ class BillCheckoutScreen(Screen):
         insurance = order.get("insurance") or {}
         split = insurance.get("split") or {}
         _show_notice(self.notice, view)
+        self.social_card.setVisible(bool(view.data.get("insurance_card")))
         _clear(self.amounts)
         rows = [("合计  Total", int(order.get("amount_fen", 0)), 36, theme.INK)]
         if insurance.get("state") in ("PRESETTLED", "SUCCESS"):
@@ -287,12 +299,23 @@ class BillDoneScreen(Screen):
             box = QVBoxLayout(where)
             box.setContentsMargins(0, 0, 0, 0)
             box.setSpacing(0)
-            box.addWidget(label(f"{r + 1}. {group['place']}", 34 if compact else 40, True, theme.PRIMARY))
+            box.addWidget(label(f"{r + 1}. {group['place']}", 30 if compact else 40, True, theme.PRIMARY))
             if group.get("place_en") and not compact:
                 box.addWidget(label(group["place_en"], 20, color=theme.MUTED))
+            way = next((w for w in view.data.get("ways") or [] if w.get("text") == group["place"]), None)
+            if compact:  # two columns, the items under each place: five "Show the way" rows would not fit
+                box.addWidget(label("、".join(group.get("items", [])), 24, wrap=True))
+                row, col = divmod(r, 2)
+                self.grid.addWidget(where, row, col * 2)
+                if way is not None:
+                    self.grid.addWidget(ShowWayButton(self.send, way, 0, short=True), row, col * 2 + 1)
+                continue
             self.grid.addWidget(where, r, 0)
-            self.grid.addWidget(label("、".join(group.get("items", [])), 28 if compact else 30, wrap=True), r, 1)
-        self.grid.setColumnStretch(1, 1)
+            self.grid.addWidget(label("、".join(group.get("items", [])), 30, wrap=True), r, 1)
+            if way is not None:  # the map knows this place: its route is one tap away
+                self.grid.addWidget(ShowWayButton(self.send, way, 360), r, 2)
+        for column, stretch in enumerate((int(compact), int(not compact), int(compact), 0)):
+            self.grid.setColumnStretch(column, stretch)
         order = view.data.get("order") or {}
         if view.data.get("print_failed"):
             self.slip.setStyleSheet(f"font-size: 30px; font-weight: bold; color: {theme.WARN};")

@@ -1,10 +1,12 @@
 """Insert-card screen: a drawing of where the card goes beats any sentence for a first-time patient; it also
-names the codes the scanner takes instead (K1). The new-file screen (建档, K2) asks for the phone number."""
+names the codes the scanner takes instead and offers the other ways in (K1): a passport or permit number typed
+on the glass, and 刷脸 where the kiosk has a working camera. The new-file screen (建档, K2) asks for the phone
+number."""
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPolygonF
-from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ui import theme
 from ui.screens.base import Screen, Send
@@ -13,15 +15,22 @@ from workflows.view import View
 
 
 class CardOnReader(QWidget):
+    """Drawn on a 620 × 640 canvas and scaled to the space left, so the screen's buttons always fit below."""
+
+    W, H = 620, 640
+
     def __init__(self) -> None:
         super().__init__()
-        self.setMinimumSize(620, 560)
+        self.setMinimumSize(400, 400)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        w, h = self.width(), self.height()
+        scale = min(self.width() / self.W, self.height() / self.H)
+        p.translate((self.width() - self.W * scale) / 2, (self.height() - self.H * scale) / 2)
+        p.scale(scale, scale)
+        w, h = self.W, self.H
         cx = w / 2
         reader = QRectF(cx - 260, h - 200, 520, 150)
         p.setBrush(QColor("#3A4756"))
@@ -51,20 +60,29 @@ class CardOnReader(QWidget):
 
 
 class InsertCardScreen(Screen):
+    """The face button shows only when the view says the camera works (`data["face"]`); tapping it is the
+    patient's consent, so the consent's terms stand next to it."""
+
     def __init__(self, send: Send):
         super().__init__(send)
         self.body.addWidget(title_block("请将身份证放在读卡区，或扫码识别",
                                         "Place your ID card on the reader, or scan a code"))
+        self.notice = QLabel()
+        self.notice.setObjectName("Notice")
+        self.notice.setWordWrap(True)
+        self.notice.hide()
+        self.body.addWidget(self.notice)
         row = QHBoxLayout()
         row.addWidget(CardOnReader(), 3)
         steps = QVBoxLayout()
+        steps.setSpacing(2)
         steps.addStretch(1)
         for zh, en in (("1  身份证正面朝上，平放在读卡区", "Lay the card flat, photo side up"),
                        ("2  听到提示音前请勿移动", "Keep it still until you hear the beep"),
                        ("3  读卡成功后请取回身份证", "Take your card back after reading")):
             steps.addWidget(label(zh, 34, True))
             steps.addWidget(label(en, 22, color=theme.MUTED))
-            steps.addSpacing(8)
+            steps.addSpacing(14)
         steps.addWidget(label("没带身份证？在扫码口出示：", 30, True, theme.PRIMARY))
         steps.addWidget(label("No ID card? Show one of these to the scanner:", 22, color=theme.MUTED))
         for zh, en in (("电子健康卡（码）", "E-health card QR"), ("医保电子凭证", "Medical-insurance e-voucher"),
@@ -75,9 +93,26 @@ class InsertCardScreen(Screen):
         steps.addStretch(1)
         row.addLayout(steps, 2)
         self.body.addLayout(row, 1)
+        others = QHBoxLayout()
+        others.setSpacing(24)
+        others.addWidget(label("其他方式\nOther ways", 26, True, theme.PRIMARY))
+        self.document = button("护照 / 港澳台通行证  Passport or permit", on_click=self.intent("type_document"),
+                               min_width=620)
+        others.addWidget(self.document)
+        self.face = button("刷脸识别  Face", "primary", self.intent("scan_face"), 360)
+        others.addWidget(self.face)
+        self.consent = label("点击“刷脸识别”即表示同意拍照，照片仅用于核验身份，不会保存\n"
+                             "Tapping Face means you agree to one photo, used only to verify who you are "
+                             "and not kept", 20, color=theme.MUTED, wrap=True)
+        others.addWidget(self.consent, 1)
+        self.body.addLayout(others)
 
     def render(self, view: View) -> None:
-        pass
+        face = bool(view.data.get("face"))
+        self.face.setVisible(face)
+        self.consent.setVisible(face)
+        self.notice.setText(f"{view.message}\n{view.message_en}".strip())
+        self.notice.setVisible(bool(view.message))
 
 
 class NewFileScreen(Screen):

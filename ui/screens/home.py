@@ -54,6 +54,9 @@ class HomeScreen(Screen):
                                 "请到其他自助机或人工窗口办理  Please use another kiosk or a counter")
         self.banner.setVisible(bool(maintenance))
         columns = 3 if len(services) <= 6 else 4
+        rows = -(-len(services) // columns)
+        # Three rows of tiles, one of them out of order with its reason, must still leave the glass 1080 px high.
+        height = 160 if maintenance else (240 if rows <= 2 else 180)
         for i, state in enumerate(services):
             built = bool(state.get("built"))
             available = built and bool(state.get("available")) and not maintenance
@@ -63,8 +66,7 @@ class HomeScreen(Screen):
             elif not available and not maintenance:
                 lines += [("暂停服务  Unavailable", 24, True), (state.get("reason", ""), 20, False),
                           (state.get("reason_en", ""), 18, False)]
-            tile = Tile(lines, enabled=available, colors=(theme.PRIMARY, "white"),
-                        min_height=160 if maintenance else 240)
+            tile = Tile(lines, enabled=available, colors=(theme.PRIMARY, "white"), min_height=height)
             tile.clicked.connect(self.intent("open_service", service=state["id"]))
             self.tiles[state["id"]] = tile
             self.grid.addWidget(tile, i // columns, i % columns)

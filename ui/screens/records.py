@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QHBoxLayout, QPushButton, QWidget
 from ui import theme
 from ui.screens.base import Screen, Send
 from ui.screens.bills import _card, _clear, _notice, _show_notice
-from ui.screens.result import Badge
+from ui.screens.result import Badge, ShowWayButton
 from ui.widgets import PagedGrid, Tile, button, centered, label, title_block, yuan
 from workflows.view import View
 
@@ -117,9 +117,11 @@ class PrintResultScreen(Screen):
         self.body.addWidget(self.notice)
         self.card, self.grid = _card()
         self.body.addWidget(self.card, 1)
-        self.body.addLayout(centered(button("完成，返回首页  Done", "primary", self.intent("finish"), 480)))
+        self.show_way = ShowWayButton(send)
+        self.body.addLayout(centered(self.show_way, button("完成，返回首页  Done", "primary", self.intent("finish"), 480)))
 
     def render(self, view: View) -> None:
+        self.show_way.render(view)
         jobs = view.data.get("jobs") or []
         printed = sum(1 for j in jobs if j.get("status") == "printed")
         ok = printed == len(jobs)

@@ -1,9 +1,16 @@
-"""Screens that end or pause a visit: working, success, and failure. Each says what to do next."""
+"""Screens that end or pause a visit: working, success, and failure. Each says what to do next.
+
+A result that names a place (the clinic, the pharmacy window, the help desk) offers "查看路线 Show the way"
+(`ShowWayButton`) for each place the map knows: the hub puts them in the view as `ways`. With no `ways` the
+button is hidden, so a place the map does not know never leads to a wrong map.
+"""
 from __future__ import annotations
+
+from typing import Any
 
 from PySide6.QtCore import QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import QFrame, QGridLayout, QWidget
+from PySide6.QtWidgets import QFrame, QGridLayout, QPushButton, QWidget
 
 from ui import theme
 from ui.screens.base import Screen, Send
@@ -34,6 +41,41 @@ class Badge(QWidget):
             p.drawLine(int(w * .5), int(w * .26), int(w * .5), int(w * .58))
             p.drawPoint(int(w * .5), int(w * .74))
         p.end()
+
+
+SHOW_WAY = "查看路线  Show the way"
+SHOW_WAY_SHORT = "查看路线  Route"  # where several places share a row
+
+
+class ShowWayButton(QPushButton):
+    """"查看路线 Show the way" to one place: the map with the route from this kiosk opens on a tap.
+
+    `render(view)` takes the first of the view's `ways` and hides the button when there is none; a screen
+    listing several places gives each row its own button with `way` instead."""
+
+    def __init__(self, send: Send, way: dict[str, Any] | None = None, min_width: int = 420, short: bool = False):
+        super().__init__(SHOW_WAY_SHORT if short else SHOW_WAY)
+        self.send = send
+        self.setMinimumWidth(min_width)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.place = ""
+        self.clicked.connect(self._tapped)
+        self._take(way)
+
+    def render(self, view: View) -> None:
+        ways = view.data.get("ways") or []
+        self._take(ways[0] if ways else None)
+
+    def _take(self, way: dict[str, Any] | None) -> None:
+        self.place = str((way or {}).get("place") or "")
+        if way:
+            self.setAccessibleName(f"{SHOW_WAY}: {way.get('name', '')} {way.get('where', '')}")
+        self.setVisible(bool(self.place))
+
+    def _tapped(self) -> None:
+        if self.place:
+            self.send("show_way", place=self.place)
 
 
 class BusyScreen(Screen):
@@ -85,9 +127,11 @@ class DoneScreen(Screen):
         self.body.addWidget(card, 1)
         self.slip = label("", 32, True, theme.INK, Qt.AlignmentFlag.AlignCenter, wrap=True)
         self.body.addWidget(self.slip)
-        self.body.addLayout(centered(button("完成，返回首页  Done", "primary", self.intent("finish"), 480)))
+        self.show_way = ShowWayButton(send)
+        self.body.addLayout(centered(self.show_way, button("完成，返回首页  Done", "primary", self.intent("finish"), 480)))
 
     def render(self, view: View) -> None:
+        self.show_way.render(view)
         order = view.data.get("order") or {}
         reg = order.get("registration") or {}
         dept, doctor, slot = (order.get(k) or {} for k in ("department", "doctor", "slot"))
