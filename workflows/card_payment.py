@@ -275,6 +275,7 @@ class CardSteps:
         data = {"pan": card.pan, "expiry": card.expiry.strftime("%y%m"),
                 "pin_block": bytes(pin.pin_block).hex().upper(), "pin_algorithm": pin.algorithm or "sm4"}
         log.info("order %s: card %s sent for payment", v.order.get("order_no"), masked(card.pan))
+        self._card_sale_session = v.session  # from now on the order is paid by card (see `_card_view`)
         go = self._go  # type: ignore[attr-defined]
         try:
             v.order = self._retrying(lambda: self.backend.pay(  # type: ignore[attr-defined]
@@ -356,8 +357,12 @@ class CardSteps:
         waiting = state == "card_inserting"
         base["can_cancel"] = waiting
         msg, msg_en = v.notice if waiting else ("", "")
-        return View("bank_card", {"order": v.order, "step": step, "digits": digits, "pin_length": PIN_LENGTH},
-                    message=msg, message_en=msg_en, **base)  # "改用扫码支付" on the screen is the way back
+        # "改用扫码支付" is the way back, unless a card sale left the QR's method for good (the server takes a left
+        # method up again only as the aggregate code): then the screen offers another card or Cancel.
+        qr_back = (getattr(self, "qr_channel", "") == "aggregate"
+                   or getattr(self, "_card_sale_session", None) != v.session)
+        return View("bank_card", {"order": v.order, "step": step, "digits": digits, "pin_length": PIN_LENGTH,
+                                  "qr_back": qr_back}, message=msg, message_en=msg_en, **base)
 
     def _pin_view(self, digits: int) -> View:
         return self._card_view("card_pin", digits)

@@ -41,6 +41,10 @@ CARD_VIEWS = {
                               patient=PATIENT, can_cancel=True, deadline=time.monotonic() + 170),
     "insert": card_view("insert"),
     "declined": card_view("insert", message="密码错误，请重新输入", message_en="Wrong PIN; please try again"),
+    "declined_qr_left": View("bank_card", {"order": ORDER, "step": "insert", "digits": 0, "pin_length": 6,
+                                           "qr_back": False}, message="卡内余额不足，请换卡或选择其他支付方式",
+                             message_en="Insufficient funds", patient=PATIENT, can_cancel=True,
+                             deadline=time.monotonic() + 170),
     "reading": card_view("reading"),
     "pin": card_view("pin", digits=3),
     "paying": card_view("paying"),
@@ -105,6 +109,9 @@ def test_card_steps_say_what_to_do_and_offer_retry_and_qr_after_a_decline(window
     assert window.sent[-1] == ("card_retry", {})
     click_button(window, "改用扫码支付")
     assert window.sent[-1] == ("back", {})
+    window.render(CARD_VIEWS["declined_qr_left"])  # a card sale left the QR's method: another card, or Cancel
+    assert "再试一次  Try again" in buttons(window) and "改用扫码支付  Pay by QR code" not in buttons(window)
+    assert window.cancel_btn.isVisible()
     window.render(CARD_VIEWS["pin"])
     assert "请在密码键盘上输入密码" in shown(window) and window.screens["bank_card"].dots.count == 3
     assert not window.cancel_btn.isVisible() and not buttons(window).get("改用扫码支付  Pay by QR code")

@@ -142,7 +142,8 @@ def test_insufficient_funds_then_back_to_the_qr_is_refused_by_the_server_and_sai
     env.reader.card = BANK_CARD
     wf.handle("pay_by_card")
     assert env.view.message.startswith("卡内余额不足")
-    wf.handle("back")  # the QR's method was left for the card: the server will not take it up again
+    assert env.view.data["qr_back"] is False  # the screen no longer offers the QR ...
+    wf.handle("back")  # ... and were "back" sent anyway, the server will not take the left method up again
     assert wf.state == "card_inserting" and env.view.message == QR_LEFT[0]
     wf.handle("cancel")
     assert wf.state == "home"
@@ -154,6 +155,7 @@ def test_back_to_the_qr_before_any_card_was_charged_shows_the_same_qr(env):
     to_qr(env)
     qr = env.view.data["order"]["payment"]["code_url"]
     wf.handle("pay_by_card")
+    assert env.view.data["qr_back"] is True
     wf.handle("back")
     assert wf.state == "awaiting_payment" and env.view.data["order"]["payment"]["code_url"] == qr
     qr_calls = [c for c in env.backend.calls if c[0] == "pay"]
@@ -166,7 +168,7 @@ def test_aggregate_terminal_goes_back_to_the_qr_after_a_decline(tmp_path):
     to_qr(env)
     env.reader.card = BANK_CARD
     env.wf.handle("pay_by_card")
-    assert env.wf.state == "card_inserting"
+    assert env.wf.state == "card_inserting" and env.view.data["qr_back"] is True
     env.wf.handle("back")
     assert env.wf.state == "awaiting_payment" and env.view.message == TAKE_CARD[0]  # the card is still in
 

@@ -313,7 +313,7 @@ class BankCardScreen(Screen):
         self.notice.setVisible(bool(view.message))
         waiting = step == "insert"
         self.retry.setVisible(waiting and bool(view.message))
-        self.to_qr.setVisible(waiting)
+        self.to_qr.setVisible(waiting and bool(view.data.get("qr_back", True)))
         self.deadline = view.deadline if waiting else None
         self._tick()
 
