@@ -83,10 +83,10 @@ class InsertCardScreen(Screen):
             steps.addWidget(label(zh, 34, True))
             steps.addWidget(label(en, 22, color=theme.MUTED))
             steps.addSpacing(14)
-        steps.addWidget(label("没带身份证？在扫码口出示：", 30, True, theme.PRIMARY))
-        steps.addWidget(label("No ID card? Show one of these to the scanner:", 22, color=theme.MUTED))
+        steps.addWidget(label("没带身份证？插入社保卡，或在扫码口出示：", 30, True, theme.PRIMARY))
+        steps.addWidget(label("No ID card? Insert a social-security card, or scan:", 22, color=theme.MUTED))
         for zh, en in (("电子健康卡（码）", "E-health card QR"), ("医保电子凭证", "Medical-insurance e-voucher"),
-                       ("挂号单上的就诊码", "Visit code on your registration slip")):
+                       ("就诊码 / 就诊卡", "Visit code or visit card")):
             steps.addWidget(label(f"•  {zh}   {en}", 24))
         steps.addWidget(label("没有档案？放入身份证即可自助建档  No file? Your ID card creates one", 22,
                               color=theme.MUTED))
