@@ -37,6 +37,9 @@ class Settings:
     insurance_app_id: str = "kiosk-demo"
     sandbox_enabled: bool = True
     slot_lock_minutes: int = 10
+    #: The built-in reference HIS's limits per patient and day (a hospital's own HIS states its own).
+    his_max_per_department_per_day: int = 1
+    his_max_per_day: int = 3
     #: Seconds between sweeps of orders a kiosk left half-way; 0 turns the sweeper off (tests drive it by hand).
     sweep_seconds: float = 30.0
     seed: int = 20240601
@@ -119,7 +122,9 @@ class Settings:
                           ("INSURANCE_APP_ID", "insurance_app_id")):
             if (value := get(name)) is not None:
                 values[key] = value
-        for name, key in (("PORT", "port"), ("SLOT_LOCK_MINUTES", "slot_lock_minutes"), ("THREADS", "threads")):
+        for name, key in (("PORT", "port"), ("SLOT_LOCK_MINUTES", "slot_lock_minutes"), ("THREADS", "threads"),
+                          ("HIS_MAX_PER_DEPARTMENT_PER_DAY", "his_max_per_department_per_day"),
+                          ("HIS_MAX_PER_DAY", "his_max_per_day")):
             if (value := get(name)) is not None:
                 values[key] = int(value)
         if (value := get("SWEEP_SECONDS")) is not None:

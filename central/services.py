@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from central.config import Settings
 from central.crypto import FieldCipher, attach_cipher
 from central.db import make_engine, make_sessionmaker, utcnow
-from central.his.adapter import HisAdapter
+from central.his.adapter import HisAdapter, HisRules
 from central.his.reference import ReferenceHis
 from central.his.seed import HOSPITAL
 from central.payments.alipay_keys import AlipayKeys, ensure_alipay_sandbox_keys, load_alipay_keys
@@ -128,5 +128,7 @@ def build_services(settings: Settings, *, channel: PaymentChannel | None = None,
         channels["insurance"] = InsuranceChannel(settings.insurance_url, settings.insurance_hospital_code,
                                                  settings.insurance_app_id, secret)
     return Services(settings=settings, engine=engine, sessions=sessions, cipher=cipher,
-                    his=his or ReferenceHis(sessions, cipher, HOSPITAL), channels={"wechat": channel, **channels},
+                    his=his or ReferenceHis(sessions, cipher, HOSPITAL, HisRules(
+                        max_per_department_per_day=settings.his_max_per_department_per_day,
+                        max_per_day=settings.his_max_per_day)), channels={"wechat": channel, **channels},
                     wechatpay_keys=keys, face=face_platform_for(settings))

@@ -348,6 +348,49 @@ def walk_guidance(d: Demo) -> str:
     return f"{route['destination']['name']}: {route['where']}, {route['distance_m']} m, {len(route['steps'])} steps"
 
 
+def walk_cards(d: Demo) -> str:
+    """刷脸 in front of the simulated camera (the reference face platform knows the demo patient's drawn face),
+    an e-health card applied for and shown as a QR, a visit card bound by its barcode; then the new visit card
+    alone identifies the patient in another service."""
+    d.open("办卡绑卡")
+    d.shot("insert_card")
+    wait_until(d.app, lambda: has_button(d.window, "刷脸识别"), 30, "the face button (the camera reports in)")
+    click_button(d.window, "刷脸识别")
+    wait_until(d.app, lambda: d.screen in ("card_menu", "error") or bool(d.window.view.message), 60,
+               "刷脸 to identify the patient")  # a notice on the insert-card screen: the camera's prompt
+    if d.screen != "card_menu":
+        d.shot(d.screen)
+        raise ScriptError(f"刷脸: {d.window.view.message}")
+    d.shot("card_menu")
+    wait_until(d.app, lambda: any("就诊卡" in text for _t, text in visible_tiles(d.window)), 10, "the card tiles")
+    ehealth = "the demo patient's e-health card was issued elsewhere (the tile says so)"
+    if d.window.view.data.get("ehealth") != "elsewhere":
+        click_tile(d.window, "电子健康卡")
+        d.shot("ehealth_card", 30)
+        code = qr_on_screen(d.window)
+        if len(code) != 64:
+            raise ScriptError(f"the e-health card's QR on screen could not be read (got {len(code)} characters)")
+        ehealth = "e-health card QR on screen and on the slip"
+        click_button(d.window, "返回办卡绑卡")
+        d.wait_for(("card_menu",), 20, "the card menu")
+    click_tile(d.window, "绑定就诊卡")
+    d.shot("scan_visit_card")
+    card_no = "6200001234"
+    d.sims.scanner.scan(card_no)
+    wait_until(d.app, lambda: d.screen == "card_menu" and bool(d.window.view.data.get("visit_cards")), 30,
+               "the visit card to be bound")
+    d.shot("card_menu")
+    d.leave()
+    d.open("信息查询")
+    d.shot("insert_card")
+    d.sims.scanner.scan(card_no)
+    if d.wait_for(("records", "error"), 30, "the visit card to identify the patient") != "records":
+        raise ScriptError(f"visit card: {d.window.view.message}")
+    d.shot("records")
+    d.leave()
+    return f"identified by 刷脸; {ehealth}; visit card bound, then identified the patient"
+
+
 def walk_technician(d: Demo) -> str:
     """The receipt printer runs out of paper: registration switches off; a technician self-tests, refills."""
     poll = d.kiosk.config.device_poll_seconds + 5
@@ -372,7 +415,7 @@ def walk_technician(d: Demo) -> str:
 WALKS: list[tuple[str, Callable[[Demo], str]]] = [
     ("registration", walk_registration), ("appointment", walk_appointment), ("checkin", walk_checkin),
     ("outpatient_payment", walk_outpatient_payment), ("reports", walk_reports), ("queries", walk_queries),
-    ("guidance", walk_guidance), ("technician", walk_technician),
+    ("guidance", walk_guidance), ("cards", walk_cards), ("technician", walk_technician),
 ]
 
 

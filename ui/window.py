@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Callable
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget
 
 from ui import theme
 from ui.screens.base import Screen, Send
@@ -138,6 +138,9 @@ class KioskWindow(QWidget):
         for name, cls in SCREENS.items():
             screen = cls(self._send)
             self.screens[name] = screen
+            # Only the screen on the glass counts for the window's size: a stacked widget otherwise asks for the
+            # tallest of all fifty, and a long list drawn once would push every later screen off the glass.
+            screen.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
             self.stack.addWidget(screen)
         root.addWidget(self.stack, 1)
 
@@ -171,6 +174,11 @@ class KioskWindow(QWidget):
         self.view = view
         screen = self.screens.get(view.screen, self.screens["error"])
         screen.render(view)
+        shown = self.stack.currentWidget()
+        if shown is not screen:
+            shown.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        if screen.sizePolicy().verticalPolicy() is not QSizePolicy.Policy.Preferred:
+            screen.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         self.stack.setCurrentWidget(screen)
         self.patient_bar.setVisible(bool(view.patient))
         self.patient.setText(view.patient)
@@ -178,6 +186,12 @@ class KioskWindow(QWidget):
         self.cancel_btn.setVisible(view.can_cancel)
         self.cancel_btn.setText("取消支付  Cancel payment" if view.screen in PAYMENT_SCREENS else "取消  Cancel")
         self._tick()
+        if not self.isFullScreen() and self.height() > theme.SCREEN_H:
+            # A window (not the kiosk's full screen) grows while one frame needs more room and never shrinks by
+            # itself; back to the display's height once this screen fits it, so a grab shows what the glass does.
+            self.layout().activate()
+            if self.minimumSizeHint().height() <= theme.SCREEN_H:
+                self.resize(self.width(), theme.SCREEN_H)
 
     def _tick(self) -> None:
         now = self.now()

@@ -162,6 +162,23 @@ def test_same_day_registration_counts_against_the_same_limits(live: LiveCentral)
     assert register("same-day-key-2").json()["order_no"] == made.json()["order_no"]
 
 
+def test_the_reference_his_limits_come_from_the_settings(data_dir) -> None:
+    """The embedded reference HIS takes its limits from the server's settings (a demo or a test rig with other
+    rules); a hospital's own HIS states its own."""
+    from central.config import Settings
+    from central.services import build_services
+    settings = Settings.from_env({"KIOSK_CENTRAL_HIS_MAX_PER_DEPARTMENT_PER_DAY": "2",
+                                  "KIOSK_CENTRAL_HIS_MAX_PER_DAY": "4"})
+    assert (settings.his_max_per_department_per_day, settings.his_max_per_day) == (2, 4)
+    svc = build_services(replace(settings, data_dir=data_dir))
+    try:
+        rules = svc.his.rules()
+        assert (rules.max_per_department_per_day, rules.max_per_day) == (2, 4)
+        assert Settings().his_max_per_day == 3 and Settings().his_max_per_department_per_day == 1
+    finally:
+        svc.close()
+
+
 def test_two_bookings_racing_past_the_first_check_cannot_both_stand(live: LiveCentral, monkeypatch) -> None:
     kiosk = provision(live.svc, "KIOSK-001")
     ahead = weekday_ahead(live)

@@ -113,12 +113,13 @@ def test_headless_demo_command(tmp_path):
     for service, screen in (("registration", "done"), ("registration", "guidance_map"),
                             ("appointment", "appt_done"), ("appointment", "appt_cancelled"),
                             ("survey", "survey_thanks"), ("outpatient_payment", "bill_done"),
-                            ("reports", "print_result"), ("queries", "records"), ("guidance", "guidance_map")):
+                            ("reports", "print_result"), ("queries", "records"), ("guidance", "guidance_map"),
+                            ("cards", "card_menu"), ("cards", "scan_visit_card"), ("cards", "records")):
         assert any(n.endswith(f"-{service}-{screen}.png") for n in names), (service, screen)
     assert any(n.endswith(("-checkin-checkin_done.png", "-checkin-checkin_list.png")) for n in names)
     walks = json.loads((out / "visit.json").read_text())["walks"]
     assert {"registration", "appointment", "checkin", "outpatient_payment", "reports", "queries", "guidance",
-            "technician"} <= set(walks) and all(w["ok"] for w in walks.values()), walks
+            "cards", "technician"} <= set(walks) and all(w["ok"] for w in walks.values()), walks
     assert {"receipt.bin", "receipt.png"} <= names
     assert decode_qr_codes((out / "receipt.bin").read_bytes())
 

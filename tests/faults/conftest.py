@@ -139,7 +139,11 @@ def rig(tmp_path_factory):
                                 str(sandbox_port)])
     _wait_http(sandbox_url + "/simulate/trades/none", sandbox)
     central = LocalCentral(data, env={"KIOSK_CENTRAL_SANDBOX": "false", "KIOSK_CENTRAL_WECHAT_URL": sandbox_url,
-                                      "KIOSK_CENTRAL_SWEEP_SECONDS": "1"}).start()
+                                      "KIOSK_CENTRAL_SWEEP_SECONDS": "1",
+                                      # one patient walks every visit of the module: the HIS's limits per day
+                                      # are not what these tests are about
+                                      "KIOSK_CENTRAL_HIS_MAX_PER_DEPARTMENT_PER_DAY": "100",
+                                      "KIOSK_CENTRAL_HIS_MAX_PER_DAY": "100"}).start()
     proxy = FaultyProxy(central.port)
     creds = central.provision("KIOSK-FAULT")
     creds_file = root / "creds.json"
