@@ -13,7 +13,10 @@ from kiosk_app.simulated import SimulatedDevices
 
 @pytest.fixture(scope="module")
 def central(tmp_path_factory):
-    server = LocalCentral(tmp_path_factory.mktemp("central")).start()
+    # The demo patient walks several visits of a module on one server; the HIS's limits per patient and day
+    # have their own tests (tests/central/test_appointments.py).
+    server = LocalCentral(tmp_path_factory.mktemp("central"), env={
+        "KIOSK_CENTRAL_HIS_MAX_PER_DEPARTMENT_PER_DAY": "100", "KIOSK_CENTRAL_HIS_MAX_PER_DAY": "100"}).start()
     yield server
     server.stop()
 
