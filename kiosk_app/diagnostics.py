@@ -12,13 +12,14 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable
 
-import cv2
-
 from drivers.device import DeviceWorker
 from drivers.health import Health
+from drivers.lazy_module import LazyModule
 from kiosk_app.log_tail import LogTail
 from kiosk_app.pin import PinGate
 from workflows.view import View
+
+cv2 = LazyModule("cv2")  # only the camera test draws with it; not worth 0.2 s before the first screen
 
 log = logging.getLogger(__name__)
 
