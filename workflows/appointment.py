@@ -340,30 +340,15 @@ class AppointmentBooking(PaymentSteps, JournaledService):
 
     def _enter_creating_order(self, event: EventData) -> None:
         v = self.visit
-        usable, why, why_en = self.availability()
-        if not usable:  # a device broke while the patient was choosing: stop before any money is asked for
-            self._go("fail", message=why, message_en=why_en)
-            return
-        try:
-            v.order = self._retrying(lambda: self.backend.book_appointment(
-                v.patient["patient_id"], v.slot["slot_id"], v.order_key))
-        except BackendError as exc:
-            if exc.code == "SLOT_TAKEN":
-                v.slot = None
-                self._go("slot_taken", slots=exc.payload.get("slots", []), message=exc.message,
-                         message_en=exc.message_en)
-            elif exc.code in ("BOOKING_LIMIT_DEPARTMENT", "BOOKING_LIMIT_DAY"):
-                self._go("limit_reached", message=f"{exc.message}，请选择其他日期",
-                         message_en=f"{exc.message_en}. Please choose another day.")
-            else:
-                self._go("fail", message=exc.message, message_en=exc.message_en)
-            return
-        except BackendUnavailable:
-            # No QR was shown, so no one can pay an order the server may have made: it expires there, and a
-            # restarted kiosk cancels it at once (workflows.recovery finds it by the journaled key).
-            self._fail_offline()
-            return
-        self._go("order_created")
+        self._create_order(lambda: self.backend.book_appointment(v.patient["patient_id"], v.slot["slot_id"],
+                                                                 v.order_key), self._booking_refused)
+
+    def _booking_refused(self, exc: BackendError) -> bool:
+        if exc.code in ("BOOKING_LIMIT_DEPARTMENT", "BOOKING_LIMIT_DAY"):
+            self._go("limit_reached", message=f"{exc.message}，请选择其他日期",
+                     message_en=f"{exc.message_en}. Please choose another day.")
+            return True
+        return self._slot_taken(exc)
 
     def _enter_printing(self, event: EventData) -> None:
         v = self.visit

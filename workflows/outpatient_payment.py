@@ -227,27 +227,16 @@ class OutpatientPayment(PaymentSteps, JournaledService):
 
     def _enter_creating_order(self, event: EventData) -> None:
         v = self.visit
-        usable, why, why_en = self.availability()
-        if not usable:  # a device broke while the patient was choosing: stop before any money is asked for
-            self._go("fail", message=why, message_en=why_en)
-            return
-        try:
-            v.order = self._retrying(lambda: self.backend.create_bill_order(
-                v.patient["patient_id"], v.bill["bill_no"], v.order_key))
-        except BackendError as exc:
-            if exc.code == "BILL_NOT_PAYABLE":
-                self._go("fail", message="该缴费单已在其他窗口或手机上缴费，或已被医生作废，无需再次缴费",
-                         message_en="This bill has already been paid elsewhere (a counter or a phone) or was "
-                                    "withdrawn by the doctor. You do not need to pay it again.")
-            else:
-                self._go("fail", message=exc.message, message_en=exc.message_en)
-            return
-        except BackendUnavailable:
-            # No QR was shown, so no one can pay an order the server may have made; it expires there, and a
-            # restarted kiosk cancels it at once (workflows.recovery finds it by the journaled key).
-            self._fail_offline()
-            return
-        self._go("order_created")
+        self._create_order(lambda: self.backend.create_bill_order(v.patient["patient_id"], v.bill["bill_no"],
+                                                                  v.order_key), self._bill_refused)
+
+    def _bill_refused(self, exc: BackendError) -> bool:
+        if exc.code != "BILL_NOT_PAYABLE":
+            return False
+        self._go("fail", message="该缴费单已在其他窗口或手机上缴费，或已被医生作废，无需再次缴费",
+                 message_en="This bill has already been paid elsewhere (a counter or a phone) or was "
+                            "withdrawn by the doctor. You do not need to pay it again.")
+        return True
 
     def _enter_checkout(self, event: EventData) -> None:
         if event.event.name == "order_created":

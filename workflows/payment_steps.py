@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from transitions import EventData
 
@@ -45,6 +45,38 @@ class PaymentSteps(CardSteps):
         self.qr_channel = qr_channel  # the method whose QR the kiosk shows: the terminal's `payment_qr`
         self._last_poll = 0.0
         super().__init__(*args, **kwargs)
+
+    def _create_order(self, create: Callable[[], Any],
+                      refused: Callable[[BackendError], bool] = lambda exc: False) -> None:
+        """The creating_order step of every paying service. A device that broke while the patient was choosing
+        stops the visit before any money is asked for; a lost answer is asked again with the order's key;
+        `refused` turns the refusals the service has a screen for into its own trigger (True when it did), the
+        rest end the visit in the server's words. With no answer at all no QR was shown, so no one can pay an
+        order the server may have made: it expires there, and a restarted kiosk cancels it at once
+        (workflows.recovery finds it by the journaled key)."""
+        usable, why, why_en = self.availability()  # type: ignore[attr-defined]
+        if not usable:
+            self._go("fail", message=why, message_en=why_en)  # type: ignore[attr-defined]
+            return
+        try:
+            self.visit.order = self._retrying(create)  # type: ignore[attr-defined]
+        except BackendError as exc:
+            if not refused(exc):
+                self._go("fail", message=exc.message, message_en=exc.message_en)  # type: ignore[attr-defined]
+            return
+        except BackendUnavailable:
+            self._fail_offline()  # type: ignore[attr-defined]
+            return
+        self._go("order_created")  # type: ignore[attr-defined]
+
+    def _slot_taken(self, exc: BackendError) -> bool:
+        """SLOT_TAKEN while booking: back to the slots, with the ones still free."""
+        if exc.code != "SLOT_TAKEN":
+            return False
+        self.visit.slot = None  # type: ignore[attr-defined]
+        self._go("slot_taken", slots=exc.payload.get("slots", []), message=exc.message,  # type: ignore[attr-defined]
+                 message_en=exc.message_en)
+        return True
 
     def _enter_awaiting_payment(self, event: EventData) -> None:
         """Put the QR on screen (the order's self-pay part, in the terminal's QR method). Coming back from a

@@ -20,7 +20,6 @@ from typing import Any, Callable
 
 from transitions import EventData
 
-from workflows.backend import BackendError, BackendUnavailable
 from workflows.card_payment import CARD_STATES, card_transitions
 from workflows.payment_steps import PaymentSteps
 from workflows.receipt import registration_slip
@@ -204,27 +203,8 @@ class SameDayRegistration(PaymentSteps, JournaledService):
 
     def _enter_creating_order(self, event: EventData) -> None:
         v = self.visit
-        usable, why, why_en = self.availability()
-        if not usable:  # a device broke during the choices: stop before any money is asked for
-            self._go("fail", message=why, message_en=why_en)
-            return
-        try:
-            v.order = self._retrying(lambda: self.backend.create_registration(
-                v.patient["patient_id"], v.slot["slot_id"], v.order_key))
-        except BackendError as exc:
-            if exc.code == "SLOT_TAKEN":
-                v.slot = None
-                self._go("slot_taken", slots=exc.payload.get("slots", []), message=exc.message,
-                             message_en=exc.message_en)
-            else:
-                self._go("fail", message=exc.message, message_en=exc.message_en)
-            return
-        except BackendUnavailable:
-            # If the server made the order, no one can pay it (no QR was shown): the server closes it when
-            # its slot lock expires, and a restarted kiosk cancels it at once (workflows.recovery).
-            self._fail_offline()
-            return
-        self._go("order_created")
+        self._create_order(lambda: self.backend.create_registration(v.patient["patient_id"], v.slot["slot_id"],
+                                                                    v.order_key), self._slot_taken)
 
     def _enter_printing(self, event: EventData) -> None:
         v = self.visit
