@@ -1,7 +1,7 @@
 """Building blocks shared by the screens: labels with fixed type sizes, touch tiles, a paged grid."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QMouseEvent
@@ -9,6 +9,9 @@ from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QPushBu
                                QVBoxLayout, QWidget)
 
 from ui import theme
+
+if TYPE_CHECKING:
+    from workflows.view import View
 
 
 def label(text: str = "", size: int = 28, bold: bool = False, color: str = theme.INK,
@@ -19,6 +22,21 @@ def label(text: str = "", size: int = 28, bold: bool = False, color: str = theme
     lbl.setAlignment(align | Qt.AlignmentFlag.AlignVCenter)
     lbl.setWordWrap(wrap)
     return lbl
+
+
+def notice_label() -> QLabel:
+    """The warning strip a screen shows above its content (styled by the theme's ``#Notice``); hidden until a
+    view brings a message."""
+    notice = QLabel()
+    notice.setObjectName("Notice")
+    notice.setWordWrap(True)
+    notice.hide()
+    return notice
+
+
+def show_notice(notice: QLabel, view: View) -> None:
+    notice.setText(f"{view.message}\n{view.message_en}".strip())
+    notice.setVisible(bool(view.message))
 
 
 def button(text: str, kind: str = "", on_click: Callable[[], None] | None = None,

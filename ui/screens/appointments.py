@@ -20,25 +20,13 @@ from ui.screens.bills import BillPaymentScreen
 from ui.screens.choose import DoctorsScreen, SlotsScreen
 from ui.screens.confirm import ConfirmScreen
 from ui.screens.result import Badge, DoneScreen, ShowWayButton
-from ui.widgets import PagedGrid, Tile, button, centered, label, title_block, yuan
+from ui.widgets import (PagedGrid, Tile, button, centered, label, notice_label, show_notice, title_block,
+                        yuan)
 from workflows.view import View
 
 WEEKDAYS = "一二三四五六日"
 WEEKDAYS_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 KEY_ROWS = ("ABCDEFG", "HIJKLMN", "OPQRST", "UVWXYZ")
-
-
-def _notice() -> QLabel:
-    notice = QLabel()
-    notice.setObjectName("Notice")
-    notice.setWordWrap(True)
-    notice.hide()
-    return notice
-
-
-def _show_notice(notice: QLabel, view: View) -> None:
-    notice.setText(f"{view.message}\n{view.message_en}".strip())
-    notice.setVisible(bool(view.message))
 
 
 def _day_words(day: str) -> tuple[str, str]:
@@ -68,7 +56,7 @@ class _ListScreen(Screen):
         super().__init__(send)
         self.title = title_block(zh, en)
         self.body.addWidget(self.title)
-        self.notice = _notice()
+        self.notice = notice_label()
         self.body.addWidget(self.notice)
         self.grid = PagedGrid(self.columns, self.rows, self.make_tile)
         self.body.addWidget(self.grid, 1)
@@ -121,7 +109,7 @@ class AppointmentDepartmentsScreen(_ListScreen):
             tab.setProperty("kind", "primary" if group["id"] == current else "")
             tab.style().unpolish(tab)
             tab.style().polish(tab)
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
         self.show_items(view.data.get("departments", []), "该类门诊暂无可预约科室\nNo clinics of this kind")
 
 
@@ -153,7 +141,7 @@ class DoctorSearchScreen(Screen):
         left.addStretch(1)
         row.addLayout(left, 0)
         right = QVBoxLayout()
-        self.notice = _notice()  # beside the keys, where the results would be: the title keeps its place
+        self.notice = notice_label()  # beside the keys, where the results would be: the title keeps its place
         right.addWidget(self.notice)
         self.grid = PagedGrid(2, 3, self.make_tile)
         right.addWidget(self.grid, 1)
@@ -176,7 +164,7 @@ class DoctorSearchScreen(Screen):
         self.query.setStyleSheet(f"font-size: {60 if query else 34}px; font-weight: bold; letter-spacing: 8px; "
                                  f"color: {theme.PRIMARY if query else theme.MUTED}; background: {theme.CARD}; "
                                  f"border: 2px solid {theme.LINE}; border-radius: 18px;")
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
         self.grid.set_items(found)
         self.grid.setVisible(bool(found))
         self.empty.setText("" if view.message else
@@ -217,7 +205,7 @@ class DatesScreen(_ListScreen):
                               "请选择就诊日期")
         first, last = view.data.get("first", ""), view.data.get("last", "")
         self.title.en.setText(f"Choose a day  (可预约 {first} 至 {last})" if first else "Choose a day")
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
         self.show_items(view.data.get("dates", []), "该医生近期没有出诊\nThis doctor has no clinic in the window")
 
 
@@ -300,7 +288,7 @@ class CancelListScreen(_ListScreen):
         return tile
 
     def render(self, view: View) -> None:
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
         self.show_items(view.data.get("appointments", []), "")
 
 
@@ -389,7 +377,7 @@ class CheckinListScreen(_ListScreen):
         return tile
 
     def render(self, view: View) -> None:
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
         self.show_items(view.data.get("appointments", []), "")
 
 

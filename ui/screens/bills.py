@@ -15,23 +15,11 @@ from ui import theme
 from ui.screens.base import Screen, Send
 from ui.screens.payment import PaymentScreen
 from ui.screens.result import Badge, ShowWayButton
-from ui.widgets import PagedGrid, Tile, button, centered, label, title_block, yuan
+from ui.widgets import (PagedGrid, Tile, button, centered, label, notice_label, show_notice, title_block,
+                        yuan)
 from workflows.view import View
 
 MAX_ROWS = 6  # item rows that fit a card at reading size; more are summarised in one line
-
-
-def _notice() -> QLabel:
-    notice = QLabel()
-    notice.setObjectName("Notice")
-    notice.setWordWrap(True)
-    notice.hide()
-    return notice
-
-
-def _show_notice(notice: QLabel, view: View) -> None:
-    notice.setText(f"{view.message}\n{view.message_en}".strip())
-    notice.setVisible(bool(view.message))
 
 
 def _card() -> tuple[QFrame, QGridLayout]:
@@ -66,7 +54,7 @@ class BillsScreen(Screen):
         super().__init__(send)
         self.title = title_block("", "")
         self.body.addWidget(self.title)
-        self.notice = _notice()
+        self.notice = notice_label()
         self.grid = PagedGrid(3, 2, self.make_tile)
         self.body.addWidget(self.grid, 1)
         self.empty = QWidget()
@@ -106,7 +94,7 @@ class BillsScreen(Screen):
         self.title.zh.setText("请点击要缴费的单据，查看明细后缴费" if bills else "门诊缴费")
         self.title.en.setText("Tap a bill to see its items and pay" if bills else "Outpatient payment")
         if bills:
-            _show_notice(self.notice, view)
+            show_notice(self.notice, view)
         else:  # "no bills" is good news, said large, not as a warning
             self.notice.hide()
             self.empty_text.setText(view.message or "您目前没有待缴费用")
@@ -170,7 +158,7 @@ class BillCheckoutScreen(Screen):
     def __init__(self, send: Send):
         super().__init__(send)
         self.body.addWidget(title_block("请选择付款方式", "How would you like to pay?"))
-        self.notice = _notice()
+        self.notice = notice_label()
         self.body.addWidget(self.notice)
         row = QHBoxLayout()
         row.setSpacing(40)
@@ -209,7 +197,7 @@ class BillCheckoutScreen(Screen):
         order = view.data.get("order") or {}
         insurance = order.get("insurance") or {}
         split = insurance.get("split") or {}
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
         self.social_card.setVisible(bool(view.data.get("insurance_card")))
         _clear(self.amounts)
         rows = [("合计  Total", int(order.get("amount_fen", 0)), 36, theme.INK)]
@@ -337,7 +325,7 @@ class RefundsScreen(Screen):
         self.body.addWidget(label("只能退还未取药、未检查、未治疗的项目，费用原路退回。  "
                                   "Only items not yet dispensed or performed; money goes back the way it came.",
                                   24, color=theme.MUTED, wrap=True))
-        self.notice = _notice()
+        self.notice = notice_label()
         self.body.addWidget(self.notice)
         self.grid = PagedGrid(4, 2, self.make_tile)
         self.body.addWidget(self.grid, 1)
@@ -373,7 +361,7 @@ class RefundsScreen(Screen):
         self.grid.show_page(self.grid.page)  # a tick keeps the patient on the page they were on
         self.grid.setVisible(bool(entries))
         self.bottom.setVisible(bool(entries))
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
         total = int(view.data.get("total_fen") or 0)
         self.total.setText(f"已选 {len(self.selected)} 项，共 {yuan(total)}" if self.selected
                            else "请点击上方项目进行选择  Tap items above")

@@ -10,25 +10,12 @@ from typing import Any
 
 from PySide6.QtCore import QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPainterPath, QPen
-from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QSizePolicy, QVBoxLayout, QWidget
 
 from ui import theme
 from ui.screens.base import Screen, Send
-from ui.widgets import PagedGrid, Tile, button, centered, label, title_block
+from ui.widgets import PagedGrid, Tile, button, centered, label, notice_label, show_notice, title_block
 from workflows.view import View
-
-
-def _notice() -> QLabel:
-    notice = QLabel()
-    notice.setObjectName("Notice")
-    notice.setWordWrap(True)
-    notice.hide()
-    return notice
-
-
-def _show_notice(notice: QLabel, view: View) -> None:
-    notice.setText(f"{view.message}\n{view.message_en}".strip())
-    notice.setVisible(bool(view.message))
 
 
 class ChoosePatientScreen(Screen):
@@ -39,7 +26,7 @@ class ChoosePatientScreen(Screen):
         super().__init__(send)
         self.body.addWidget(title_block("该电子健康卡绑定了多位就诊人，请选择本次就诊的人",
                                         "This e-health card holds several patients. Who is being seen today?"))
-        self.notice = _notice()
+        self.notice = notice_label()
         self.body.addWidget(self.notice)
         self.grid = PagedGrid(3, 2, self.make_tile)
         self.body.addWidget(self.grid, 1)
@@ -55,7 +42,7 @@ class ChoosePatientScreen(Screen):
 
     def render(self, view: View) -> None:
         self.grid.set_items(view.data.get("patients", []))
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
 
 
 class _Field(QFrame):
@@ -100,7 +87,7 @@ class DocumentScreen(Screen):
         self.step = "number"
         self.body.addWidget(title_block("请输入护照或港澳台通行证号码及姓名",
                                         "Type your passport or HK / Macao / Taiwan permit number and your name"))
-        self.notice = _notice()
+        self.notice = notice_label()
         self.body.addWidget(self.notice)
         fields = QHBoxLayout()
         fields.setSpacing(18)
@@ -137,7 +124,7 @@ class DocumentScreen(Screen):
 
     def render(self, view: View) -> None:
         self.number, self.name, self.step = "", "", "number"
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
         self._show()
 
     def _switch(self, step: str) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPolygonF
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QSizePolicy, QVBoxLayout, QWidget
 
 from ui import theme
 from ui.screens.base import Screen, Send
 from ui.screens.payment import QrWidget
 from ui.screens.result import Badge
-from ui.widgets import Tile, button, centered, label, title_block
+from ui.widgets import Tile, button, centered, label, notice_label, show_notice, title_block
 from workflows.view import View
 
 #: What the e-health tile and the status line say for each state of the patient's card.
@@ -25,19 +25,6 @@ EHEALTH_WORDS = {
     "here": ("已申领", "Issued"),
     "elsewhere": ("已有电子健康卡（请在手机中出示）", "You have one: show it from your phone"),
 }
-
-
-def _notice() -> QLabel:
-    notice = QLabel()
-    notice.setObjectName("Notice")
-    notice.setWordWrap(True)
-    notice.hide()
-    return notice
-
-
-def _show_notice(notice: QLabel, view: View) -> None:
-    notice.setText(f"{view.message}\n{view.message_en}".strip())
-    notice.setVisible(bool(view.message))
 
 
 def _clear(layout: QVBoxLayout | QHBoxLayout) -> None:
@@ -54,7 +41,7 @@ class CardMenuScreen(Screen):
     def __init__(self, send: Send):
         super().__init__(send)
         self.body.addWidget(title_block("办卡绑卡：请选择要办理的业务", "Cards: choose what you would like to do"))
-        self.notice = _notice()
+        self.notice = notice_label()
         self.body.addWidget(self.notice)
         row = QHBoxLayout()
         row.setSpacing(40)
@@ -84,7 +71,7 @@ class CardMenuScreen(Screen):
         self.body.addLayout(centered(button("完成，返回首页  Done", "primary", self.intent("finish"), 480)))
 
     def render(self, view: View) -> None:
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
         state = str(view.data.get("ehealth", "none"))
         zh, en = EHEALTH_WORDS.get(state, EHEALTH_WORDS["none"])
         self.ehealth.setText(zh)
@@ -180,7 +167,7 @@ class ScanVisitCardScreen(Screen):
         super().__init__(send)
         self.body.addWidget(title_block("请将就诊卡背面的条码对准扫码口",
                                         "Hold the barcode on the back of your visit card under the scanner"))
-        self.notice = _notice()
+        self.notice = notice_label()
         self.body.addWidget(self.notice)
         row = QHBoxLayout()
         row.addWidget(BarcodeToScanner(), 3)
@@ -199,7 +186,7 @@ class ScanVisitCardScreen(Screen):
         self.body.addLayout(row, 1)
 
     def render(self, view: View) -> None:
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
 
 
 class EHealthCardScreen(Screen):

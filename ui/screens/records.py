@@ -16,9 +16,10 @@ from PySide6.QtWidgets import QHBoxLayout, QPushButton, QWidget
 
 from ui import theme
 from ui.screens.base import Screen, Send
-from ui.screens.bills import _card, _clear, _notice, _show_notice
+from ui.screens.bills import _card, _clear
 from ui.screens.result import Badge, ShowWayButton
-from ui.widgets import PagedGrid, Tile, button, centered, label, title_block, yuan
+from ui.widgets import (PagedGrid, Tile, button, centered, label, notice_label, show_notice, title_block,
+                        yuan)
 from workflows.view import View
 
 KIND_NAMES = {"lab": ("检验报告", "Lab report"), "imaging": ("检查报告", "Imaging report"),
@@ -41,7 +42,7 @@ class DocumentsScreen(Screen):
         self.body.addWidget(title_block("请选择要打印的报告和票据", "Tap to select what to print (A4)"))
         self.summary = label("", 24, color=theme.MUTED, wrap=True)
         self.body.addWidget(self.summary)
-        self.notice = _notice()
+        self.notice = notice_label()
         self.body.addWidget(self.notice)
         self.grid = PagedGrid(4, 2, self.make_tile)
         self.body.addWidget(self.grid, 1)
@@ -89,7 +90,7 @@ class DocumentsScreen(Screen):
         self.home.setVisible(not docs)
         self.summary.setText("    ".join(f"{g['name']} {len(g['documents'])} 份" for g in groups)
                              + ("    每份自助打印 1 次，补打请到服务台  One copy each at a kiosk" if docs else ""))
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
         n = len(self.selected)
         self.count.setText(f"已选 {n} 份  {n} selected" if n else "请点击上方报告进行选择  Tap documents above")
         self.go.setText(f"打印 {n} 份  Print" if n else "打印  Print")
@@ -113,7 +114,7 @@ class PrintResultScreen(Screen):
         self.heading = title_block("", "")
         head.addWidget(self.heading, 1)
         self.body.addLayout(head)
-        self.notice = _notice()
+        self.notice = notice_label()
         self.body.addWidget(self.notice)
         self.card, self.grid = _card()
         self.body.addWidget(self.card, 1)
@@ -133,7 +134,7 @@ class PrintResultScreen(Screen):
         else:
             self.heading.zh.setText(f"已打印 {printed} 份，{len(jobs) - printed} 份未打印")
             self.heading.en.setText(f"{printed} printed, {len(jobs) - printed} not printed: see below")
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
         _clear(self.grid)
         compact = len(jobs) > 6
         for r, job in enumerate(jobs[:9]):
@@ -175,7 +176,7 @@ class RecordsScreen(Screen):
             self.tabs[tab] = btn
             tabs.addWidget(btn)
         self.body.addLayout(tabs)
-        self.notice = _notice()
+        self.notice = notice_label()
         self.body.addWidget(self.notice)
         self.grid = PagedGrid(2, 3, self.make_tile)
         self.body.addWidget(self.grid, 1)
@@ -234,7 +235,7 @@ class RecordsScreen(Screen):
             stale.hide()
         self.grid.set_items(rows)
         self.grid.setVisible(bool(rows))
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
 
 
 class RecordBillScreen(Screen):
@@ -244,7 +245,7 @@ class RecordBillScreen(Screen):
         super().__init__(send)
         self.title = title_block("费用明细", "Bill details")
         self.body.addWidget(self.title)
-        self.notice = _notice()
+        self.notice = notice_label()
         self.body.addWidget(self.notice)
         self.card, self.grid = _card()
         self.body.addWidget(self.card, 1)
@@ -255,7 +256,7 @@ class RecordBillScreen(Screen):
         doctor = (bill.get("doctor") or {}).get("name", "")
         self.title.zh.setText(f"费用明细  ·  {dept}  {doctor}  ·  {_word(bill.get('status'))}")
         self.title.en.setText(f"Bill {bill.get('bill_no', '')}  issued {_when(bill.get('issued_at'))}")
-        _show_notice(self.notice, view)
+        show_notice(self.notice, view)
         _clear(self.grid)
         heads = (("项目", "Item"), ("数量", "Qty"), ("状态", "State"), ("金额", "Amount"))
         for col, (zh, en) in enumerate(heads):
